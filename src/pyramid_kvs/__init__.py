@@ -1,0 +1,1 @@
+"""pyramid_kvs: key-value-store services for Pyramid applications."""
