@@ -1,1 +1,55 @@
-"""pyramid_kvs: key-value-store services for Pyramid applications."""
+"""pyramid_kvs: key-value-store services for Pyramid applications.
+
+``config.include("pyramid_kvs")`` reads the ``kvs.*`` settings and wires each
+configured component; an application that configures none gets nothing.  See the
+README for the settings.
+"""
+
+from __future__ import annotations
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+
+from .cache import Cache
+from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs
+from .settings import configured_components
+from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
+
+__all__ = [
+    "KVS",
+    "Cache",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UnsupportedOperation",
+    "get_kvs",
+    "includeme",
+    "register",
+]
+
+
+def request_cache(request: Request) -> Cache:
+    """``request.cache``: the application's cache, the same object for every request."""
+    cache = get_kvs(request.registry).cache
+    assert cache is not None  # the method is only added when the cache is configured
+    return cache
+
+
+def includeme(config: Configurator) -> None:
+    """Wire the components configured under ``kvs.*``.
+
+    Settings are parsed in a deferred action, so configuration code that runs after
+    the include can still change them; errors surface at commit time as
+    ``ConfigurationError``.
+    """
+    registry = config.registry
+    present = configured_components(config.get_settings())
+
+    def setup() -> None:
+        registry[REGISTRY_KEY] = build_kvs(
+            registry.settings or {}, force_mock=bool(registry.get(FORCE_MOCK_KEY))
+        )
+
+    config.action(REGISTRY_KEY, setup)
+    if "cache" in present:
+        config.add_request_method(request_cache, "cache", reify=True)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the servers and Perl modules the test suite talks to, when missing.
+# Debian/Ubuntu packages; needs root (CI runs as root). Prints what to do otherwise.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
+command -v perl >/dev/null 2>&1 || need+=(perl)
+perl -MStorable -MJSON::PP -e1 >/dev/null 2>&1 || need+=(perl)
+perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
+perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
+perl -MRedis -e1 >/dev/null 2>&1 || need+=(libredis-perl)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+# de-duplicate
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "The test suite needs these Debian packages: ${need[*]}" >&2
+    echo "Install them (e.g. sudo apt-get install ${need[*]}) and run make test again." >&2
+    exit 1
+fi
+echo "Installing ${need[*]} with apt-get..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

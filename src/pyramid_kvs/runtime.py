@@ -1,0 +1,97 @@
+"""What includeme builds: the parsed settings and the live stores, per registry.
+
+Everything lives on the Pyramid registry, never on classes or modules, so two
+applications in one process - two tests, two apps behind one WSGI server - each get
+their own settings and connections.  Stores are built once at start-up; components
+configured with the same backend and options share one client (one connection
+pool), each under its own key prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyramid.exceptions import ConfigurationError
+from pyramid.registry import Registry
+
+from .cache import Cache
+from .codecs import Codec, get_codec
+from .settings import CacheSettings, StoreSpec, parse_cache
+from .stores import MissingExtra, Store, create_store
+
+REGISTRY_KEY = "pyramid_kvs"
+#: set by pyramid_kvs.testing: every configured store becomes a mock store
+FORCE_MOCK_KEY = "pyramid_kvs.force_mock"
+
+
+@dataclass
+class KVS:
+    """The pyramid_kvs state of one application (see :func:`get_kvs`)."""
+
+    cache_settings: CacheSettings | None = None
+    cache: Cache | None = None
+    #: every store built, by the identity of its spec
+    stores: dict[tuple[str, str], Store] = field(default_factory=dict)
+    force_mock: bool = False
+
+    def store_for(self, spec: StoreSpec, key_prefix: str) -> Store:
+        """The store *spec* describes, under *key_prefix*, sharing clients."""
+        if self.force_mock:
+            spec = StoreSpec("mock", spec.options, spec.origin)
+        shared = self.stores.get(spec.identity)
+        if shared is None:
+            shared = self.stores[spec.identity] = build_store(spec)
+        return shared.with_prefix(key_prefix)
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+def build_store(spec: StoreSpec) -> Store:
+    """Build the store of *spec*, turning every failure into a ConfigurationError."""
+    options: Mapping[str, Any] = {} if spec.backend == "mock" else spec.options
+    try:
+        return create_store(spec.backend, options)
+    except MissingExtra as exc:
+        raise ConfigurationError(f"{spec.origin}: the {spec.backend} store: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{spec.origin}.kvs_kwargs: invalid options for the {spec.backend} store: {exc}"
+        ) from None
+
+
+def build_codec(name: str, origin: str) -> Codec:
+    try:
+        return get_codec(name)
+    except ImportError as exc:
+        raise ConfigurationError(f"{origin}.codec: {exc}") from None
+
+
+def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
+    """Parse every component's settings and build what they need."""
+    kvs = KVS(force_mock=force_mock)
+    kvs.cache_settings = cache_settings = parse_cache(settings)
+    if cache_settings is not None:
+        kvs.cache = Cache(
+            kvs.store_for(cache_settings.store, cache_settings.key_prefix),
+            build_codec(cache_settings.codec, "kvs.cache"),
+            ttl=cache_settings.ttl,
+            raise_errors=cache_settings.raise_errors,
+            lock_timeout=cache_settings.lock_timeout,
+            lock_wait=cache_settings.lock_wait,
+        )
+    return kvs
+
+
+def get_kvs(registry: Registry) -> KVS:
+    """The pyramid_kvs state of the application owning *registry*."""
+    try:
+        return registry[REGISTRY_KEY]  # type: ignore[index,no-any-return]
+    except KeyError:
+        raise RuntimeError(
+            "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
+            "and commit the configuration"
+        ) from None

@@ -1,0 +1,290 @@
+"""The store contract every backend implements.
+
+A store keeps *bytes* under *text keys* and knows nothing of codecs, sessions or
+caches: serialization stays outside the store (as in dogpile.cache), so one backend
+serves every component.  The contract is deliberately small - get / set / add /
+delete / touch / atomic increment, their multi-key forms, and a :class:`Batch` that
+sends several operations in one round trip - because every higher feature of
+pyramid_kvs is judged by how few round trips it costs per request.
+
+Keys are given *without* the store's ``key_prefix``; the store applies it, so the
+cache, the sessions and the rate limiter can share one client (one connection pool)
+under different prefixes: see :meth:`Store.with_prefix`.
+
+Every failure to reach the server is raised as :class:`StoreUnavailable`, whatever
+the client library, so callers choose one outage policy instead of catching
+``redis.ConnectionError``, ``socket.timeout`` and ``MemcacheError`` separately.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+#: memcached reads an expiry above 30 days as an absolute Unix time; stores that
+#: share that rule use this bound (see :mod:`pyramid_kvs.stores.memcached`).
+THIRTY_DAYS = 30 * 24 * 3600
+
+
+class StoreError(Exception):
+    """A store operation failed (the server answered with an error)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached: connection refused, timed out or dropped."""
+
+
+class UnsupportedOperation(StoreError):
+    """The store cannot do this by design (e.g. listing keys on memcached)."""
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not executed>"
+
+
+_UNSET: Any = _Unset()
+
+
+class Pending(Generic[T]):
+    """The future result of one operation queued in a :class:`Batch`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value: Any = _UNSET
+
+    @property
+    def value(self) -> T:
+        """The operation's result; an error if the batch has not run yet."""
+        if self._value is _UNSET:
+            raise RuntimeError("the batch holding this operation has not been executed")
+        if isinstance(self._value, Exception):
+            raise self._value
+        return self._value  # type: ignore[no-any-return]
+
+    def resolve(self, value: Any) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"<Pending {self._value!r}>"
+
+
+def check_ttl(ttl: int | None) -> int | None:
+    """Validate a time to live: ``None`` (no expiry) or a positive number of seconds."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise TypeError(f"ttl must be None or a positive int, not {ttl!r}")
+    if ttl <= 0:
+        raise ValueError(f"ttl must be None or a positive number of seconds, not {ttl}")
+    return ttl
+
+
+def check_value(value: bytes) -> bytes:
+    """Stores keep bytes: anything else is a caller's bug, reported as such."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"stores keep bytes, not {type(value).__name__}")
+    return value
+
+
+class Store(ABC):
+    """Bytes under text keys, with expiry, on one server (or cluster of servers).
+
+    Subclasses implement the abstract methods with one round trip each; the
+    non-abstract ones have a portable default that subclasses replace with a native
+    command where the server has one.
+    """
+
+    #: The backend's registered name, used in log and error messages.
+    name = "store"
+    #: Whether :meth:`scan` works on this store.
+    can_scan = True
+    #: Whether :meth:`pop` is atomic (two callers never both get the value).
+    atomic_pop = True
+
+    def __init__(self, key_prefix: str = "") -> None:
+        self.key_prefix = key_prefix
+
+    def with_prefix(self, key_prefix: str) -> Store:
+        """A view of this store under another prefix, sharing its client and pool."""
+        clone = copy.copy(self)
+        clone.key_prefix = key_prefix
+        return clone
+
+    def full_key(self, key: str) -> str:
+        """The key as stored on the server, prefix included."""
+        return self.key_prefix + key
+
+    # -- single keys -----------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The value under *key*, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        """Store *value*; it expires after *ttl* seconds (``None``: never)."""
+
+    @abstractmethod
+    def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
+        """Store *value* only if *key* is absent; ``True`` when it was stored."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove *key*; ``True`` when it existed."""
+
+    @abstractmethod
+    def touch(self, key: str, ttl: int | None) -> bool:
+        """Reset the expiry of *key*; ``True`` when it existed."""
+
+    @abstractmethod
+    def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
+        """Read *key* and reset its expiry in one round trip."""
+
+    @abstractmethod
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
+        """Atomically add *amount* to the integer under *key* and return the result.
+
+        An absent key starts from zero and, when *ttl* is given, expires *ttl*
+        seconds after it was created (later increments do not extend it: this is
+        what a fixed-window counter needs).
+        """
+
+    def pop(self, key: str) -> bytes | None:
+        """Read and delete *key*.  Atomic where :attr:`atomic_pop` is true."""
+        value = self.get(key)
+        if value is not None:
+            self.delete(key)
+        return value
+
+    # -- several keys ----------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of *keys*, in order, ``None`` for the absent ones."""
+        return [self.get(key) for key in keys]
+
+    def set_many(self, mapping: Mapping[str, bytes], ttl: int | None = None) -> None:
+        """Store every item of *mapping* with the same *ttl*."""
+        for key, value in mapping.items():
+            self.set(key, value, ttl)
+
+    def scan(self, pattern: str = "*") -> Iterator[str]:
+        """Keys under this store's prefix matching the glob *pattern*, prefix removed.
+
+        Never lists keys outside the prefix, and never blocks the server the way
+        Redis' ``KEYS`` does.  Raises :class:`UnsupportedOperation` on stores that
+        cannot list keys (memcached).
+        """
+        raise UnsupportedOperation(f"the {self.name} store cannot list its keys")
+
+    # -- batches ---------------------------------------------------------------------
+
+    def batch(self) -> Batch:
+        """A batch whose operations go to the server in as few round trips as it allows."""
+        return SequentialBatch(self)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the server answers."""
+        self.get("__pyramid_kvs_ping__")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the client's connections."""
+
+
+class Batch:
+    """Operations queued to run together, in order, in as few round trips as possible.
+
+    Use it as a context manager - the operations run when the block ends - or call
+    :meth:`execute`.  Each method returns a :class:`Pending` whose ``value`` is
+    available afterwards.  A failed operation re-raises its error from ``value``; a
+    store outage raises :class:`StoreUnavailable` from :meth:`execute` itself.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._ops: list[tuple[str, tuple[Any, ...], Pending[Any]]] = []
+
+    def _queue(self, op: str, *args: Any) -> Pending[Any]:
+        pending: Pending[Any] = Pending()
+        self._ops.append((op, args, pending))
+        return pending
+
+    def get(self, key: str) -> Pending[bytes | None]:
+        return self._queue("get", key)
+
+    def get_and_touch(self, key: str, ttl: int | None) -> Pending[bytes | None]:
+        return self._queue("get_and_touch", key, check_ttl(ttl))
+
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> Pending[None]:
+        return self._queue("set", key, value, check_ttl(ttl))
+
+    def add(self, key: str, value: bytes, ttl: int | None = None) -> Pending[bool]:
+        return self._queue("add", key, value, check_ttl(ttl))
+
+    def delete(self, key: str) -> Pending[bool]:
+        return self._queue("delete", key)
+
+    def touch(self, key: str, ttl: int | None) -> Pending[bool]:
+        return self._queue("touch", key, check_ttl(ttl))
+
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> Pending[int]:
+        return self._queue("incr", key, amount, check_ttl(ttl))
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def execute(self) -> None:
+        """Run the queued operations; the batch is empty afterwards."""
+        ops, self._ops = self._ops, []
+        if ops:
+            self._run(ops)
+
+    def _run(self, ops: list[tuple[str, tuple[Any, ...], Pending[Any]]]) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.execute()
+
+
+class SequentialBatch(Batch):
+    """A batch that calls the store's methods one after another.
+
+    For stores without pipelining; in-process stores lose nothing by it.
+    """
+
+    def _run(self, ops: list[tuple[str, tuple[Any, ...], Pending[Any]]]) -> None:
+        for op, args, pending in ops:
+            try:
+                pending.resolve(getattr(self.store, op)(*args))
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                pending.resolve(exc)
+
+
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A predicate for Redis-style glob patterns (``*``, ``?``, ``[...]``)."""
+    regex = re.compile(fnmatch.translate(pattern), re.DOTALL)
+    return lambda key: regex.match(key) is not None
+
+
+def ensure_iterable_keys(keys: Iterable[str]) -> list[str]:
+    """Materialize *keys*, rejecting a lone string (a classic multi-get mistake)."""
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("expected a sequence of keys, not a single string")
+    return list(keys)

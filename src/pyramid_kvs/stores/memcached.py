@@ -1,0 +1,236 @@
+"""The memcached store, on pymemcache.
+
+What this module adds to pymemcache, and why:
+
+* **Confirmed writes.** pymemcache defaults to ``noreply``: a write the server
+  refused (value too large, out of memory) is silently lost.  Every client here is
+  built with ``default_noreply=False``.
+* **Any key works.** memcached keys are at most 250 bytes of non-space, non-control
+  characters.  Longer or odd keys are replaced by a SHA-256 digest under a marker
+  (``#h:``); a plain key that itself starts with the marker is hashed too, so two
+  distinct keys can never collide.
+* **TTL means the same as on Redis.** memcached reads an expiry over 30 days as an
+  absolute Unix time; longer TTLs are converted to one.
+* **get-and-touch.** memcached has ``gat`` (read and reset the expiry in one command)
+  but pymemcache 4 does not wrap it; :class:`_GatClient` adds it through the same
+  response parser pymemcache uses for ``get``.
+* **Flags survive.** Values come back as :class:`FlaggedBytes`, a ``bytes`` carrying
+  the item's client flags, which the Perl session reader needs (Cache::Memcached
+  marks Storable and compressed values with them).
+
+Several servers (``memcached://h1:p1,h2:p2``) use pymemcache's ``HashClient``
+(rendezvous hashing).  memcached has no key listing: :meth:`Store.scan` raises
+:class:`UnsupportedOperation`.  ``pop`` is a read then a delete, not atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymemcache.client.base import Client, PooledClient
+from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheClientError, MemcacheError
+
+from .base import THIRTY_DAYS, Store, StoreError, StoreUnavailable, check_ttl, check_value
+
+HASHED_KEY_MARKER = "#h:"
+MAX_KEY_BYTES = 250
+
+
+class FlaggedBytes(bytes):
+    """A stored value with the memcached client flags it was stored with."""
+
+    flags: int = 0
+
+
+class _FlagKeepingSerde:
+    """pymemcache serde that stores bytes as they are and keeps flags on read."""
+
+    def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
+        return check_value(value), getattr(value, "flags", 0)
+
+    def deserialize(self, key: Any, value: bytes, flags: int) -> FlaggedBytes:
+        result = FlaggedBytes(value)
+        result.flags = flags
+        return result
+
+
+def memcached_key(full_key: str) -> bytes:
+    """*full_key* as a valid memcached key, hashed when it could not be one."""
+    raw = full_key.encode("utf-8", "surrogateescape")
+    if (
+        len(raw) > MAX_KEY_BYTES
+        or any(byte <= 32 or byte == 127 for byte in raw)
+        or HASHED_KEY_MARKER.encode() in raw
+    ):
+        return (HASHED_KEY_MARKER + hashlib.sha256(raw).hexdigest()).encode()
+    return raw
+
+
+def memcached_expiry(ttl: int | None, now: float | None = None) -> int:
+    """The ``exptime`` argument for *ttl* seconds (0: never expires)."""
+    ttl = check_ttl(ttl)
+    if ttl is None:
+        return 0
+    if ttl > THIRTY_DAYS:
+        return int(time.time() if now is None else now) + ttl
+    return ttl
+
+
+def parse_server(server: str | tuple[str, int]) -> tuple[str, int]:
+    """``"host:port"`` (or a tuple) as a ``(host, port)`` pair; port 11211 by default."""
+    if isinstance(server, (tuple, list)):
+        host, port = server
+        return str(host), int(port)
+    host, sep, port = str(server).rpartition(":")
+    if not sep:
+        return str(server), 11211
+    return host.strip("[]"), int(port)
+
+
+class MemcachedStore(Store):
+    """One or several memcached servers through pymemcache."""
+
+    name = "memcached"
+    can_scan = False
+    atomic_pop = False
+
+    def __init__(self, client: Any, key_prefix: str = "") -> None:
+        super().__init__(key_prefix)
+        self.client = client
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> MemcachedStore:
+        """Build the client from ``{"servers": ["host:port", ...], ...}``.
+
+        The other options are pymemcache's (``connect_timeout``, ``timeout``,
+        ``no_delay``...).  One server gives a pooled ``Client``; several a
+        ``HashClient``.
+        """
+        options = dict(options)
+        servers = options.pop("servers", ["127.0.0.1:11211"])
+        if isinstance(servers, str):
+            servers = [part for part in servers.split(",") if part.strip()]
+        addresses = [parse_server(server) for server in servers]
+        if not addresses:
+            raise ValueError("at least one memcached server is needed")
+        options.setdefault("connect_timeout", 2.0)
+        options.setdefault("timeout", 2.0)
+        options["default_noreply"] = False
+        options["serde"] = _FlagKeepingSerde()
+        if len(addresses) == 1:
+            client: Any = _PooledGatClient(addresses[0], **options)
+        else:
+            client = _GatHashClient(addresses, use_pooling=True, **options)
+        return cls(client)
+
+    def _key(self, key: str) -> bytes:
+        return memcached_key(self.full_key(key))
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except MemcacheClientError as exc:
+            raise StoreError(f"memcached: {exc}") from exc
+        except (MemcacheError, OSError) as exc:
+            raise StoreUnavailable(f"memcached: {exc}") from exc
+
+    def get(self, key: str) -> bytes | None:
+        return self._call("get", self._key(key))  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        wire_keys = [self._key(key) for key in keys]
+        found = self._call("get_many", wire_keys)
+        return [found.get(wire_key) for wire_key in wire_keys]
+
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        if not self._call("set", self._key(key), value, memcached_expiry(ttl)):
+            raise StoreError(f"memcached refused to store {key!r}")
+
+    def set_many(self, mapping: Mapping[str, bytes], ttl: int | None = None) -> None:
+        if not mapping:
+            return
+        wire = {self._key(key): value for key, value in mapping.items()}
+        failed = self._call("set_many", wire, memcached_expiry(ttl))
+        if failed:
+            raise StoreError(f"memcached refused to store {len(failed)} key(s)")
+
+    def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
+        return bool(self._call("add", self._key(key), value, memcached_expiry(ttl)))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call("delete", self._key(key)))
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        return bool(self._call("touch", self._key(key), memcached_expiry(ttl)))
+
+    def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
+        return self._call("gat", self._key(key), memcached_expiry(ttl))  # type: ignore[no-any-return]
+
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
+        wire_key = self._key(key)
+        expiry = memcached_expiry(ttl)
+        # incr on an existing counter; on a miss, create it with add (which carries
+        # the expiry); if another client created it meanwhile, add fails and incr
+        # applies to theirs.  memcached counters are unsigned: a negative amount
+        # decrements and stops at zero.
+        for _ in range(5):
+            result = self._step(wire_key, amount)
+            if result is not None:
+                return result
+            if self._call("add", wire_key, str(max(amount, 0)).encode(), expiry):
+                return max(amount, 0)
+        raise StoreError(f"memcached: could not increment {key!r}")
+
+    def _step(self, wire_key: bytes, amount: int) -> int | None:
+        if amount >= 0:
+            result = self._call("incr", wire_key, amount)
+        else:
+            result = self._call("decr", wire_key, -amount)
+        return None if result is None else int(result)
+
+    def ping(self) -> None:
+        self._call("version")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _GatClient(Client):
+    """pymemcache's client plus memcached's ``gat`` (get and touch) command."""
+
+    def gat(self, key: bytes, expire: int) -> bytes | None:
+        # "gat <exptime> <key>" answers exactly like "get <key>", so pymemcache's
+        # own reader parses it.
+        found = self._fetch_cmd(b"gat " + str(int(expire)).encode(), [key], False)
+        return found.get(key)  # type: ignore[no-any-return]
+
+
+class _PooledGatClient(PooledClient):
+    """A thread-safe pool of :class:`_GatClient`."""
+
+    client_class = _GatClient
+
+    def gat(self, key: bytes, expire: int) -> bytes | None:
+        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
+            return client.gat(key, expire)  # type: ignore[no-any-return]
+
+
+class _GatHashClient(HashClient):
+    """Several servers, each a :class:`_PooledGatClient`."""
+
+    def add_server(self, server: Any, port: int | None = None) -> None:
+        if port is not None:
+            server = (server, port)
+        client = _PooledGatClient(server, **self.default_kwargs)
+        key = self._make_client_key(server)
+        self.clients[key] = client
+        self.hasher.add_node(key)
+
+    def gat(self, key: bytes, expire: int) -> bytes | None:
+        return self._run_cmd("gat", key, None, expire)  # type: ignore[no-any-return]

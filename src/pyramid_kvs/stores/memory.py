@@ -1,0 +1,175 @@
+"""The in-process memory store: the embedded default.
+
+It needs no server, so a new project, the demo and a single-process deployment work
+out of the box.  It is a real store with the same semantics as Redis and memcached -
+expiry, atomic ``add`` / ``incr`` / ``pop``, glob ``scan`` - and it is bounded: past
+``max_entries`` the least recently used entry is evicted, as memcached does, so a
+flood of new sessions cannot exhaust the process' memory.
+
+Its data is per process: behind several workers, use Redis or memcached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .base import Store, StoreError, check_ttl, check_value, glob_matcher
+
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class MemoryStore(Store):
+    """A thread-safe, TTL-aware, LRU-bounded dictionary of bytes."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        key_prefix: str = "",
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(key_prefix)
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        # full key -> (value, absolute expiry on self._clock or None)
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> MemoryStore:
+        """Options: ``max_entries`` (default 100000)."""
+        options = dict(options)
+        max_entries = int(options.pop("max_entries", DEFAULT_MAX_ENTRIES))
+        if options:
+            raise TypeError(f"unknown option(s) for the memory store: {', '.join(options)}")
+        return cls(max_entries=max_entries)
+
+    # The lock and the data are shared by every prefixed view (see with_prefix).
+
+    def _expiry(self, ttl: int | None) -> float | None:
+        ttl = check_ttl(ttl)
+        return None if ttl is None else self._clock() + ttl
+
+    def _live(self, full_key: str) -> bytes | None:
+        """The live value under *full_key*, dropping it if expired; caller holds the lock."""
+        item = self._data.get(full_key)
+        if item is None:
+            return None
+        value, expires_at = item
+        if expires_at is not None and expires_at <= self._clock():
+            del self._data[full_key]
+            return None
+        self._data.move_to_end(full_key)
+        return value
+
+    def _put(self, full_key: str, value: bytes, expires_at: float | None) -> None:
+        check_value(value)
+        self._data[full_key] = (value, expires_at)
+        self._data.move_to_end(full_key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._live(self.full_key(key))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._lock:
+            return [self._live(self.full_key(key)) for key in keys]
+
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        expires_at = self._expiry(ttl)
+        with self._lock:
+            self._put(self.full_key(key), value, expires_at)
+
+    def set_many(self, mapping: Mapping[str, bytes], ttl: int | None = None) -> None:
+        expires_at = self._expiry(ttl)
+        with self._lock:
+            for key, value in mapping.items():
+                self._put(self.full_key(key), value, expires_at)
+
+    def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            if self._live(full_key) is not None:
+                return False
+            self._put(full_key, value, expires_at)
+            return True
+
+    def delete(self, key: str) -> bool:
+        full_key = self.full_key(key)
+        with self._lock:
+            present = self._live(full_key) is not None
+            self._data.pop(full_key, None)
+            return present
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            value = self._live(full_key)
+            if value is None:
+                return False
+            self._data[full_key] = (value, expires_at)
+            return True
+
+    def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            value = self._live(full_key)
+            if value is not None:
+                self._data[full_key] = (value, expires_at)
+            return value
+
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            current = self._live(full_key)
+            if current is None:
+                result = amount
+            else:
+                try:
+                    result = int(current) + amount
+                except ValueError:
+                    raise StoreError(f"the value under {key!r} is not an integer") from None
+                expires_at = self._data[full_key][1]
+            self._put(full_key, str(result).encode(), expires_at)
+            return result
+
+    def pop(self, key: str) -> bytes | None:
+        full_key = self.full_key(key)
+        with self._lock:
+            value = self._live(full_key)
+            self._data.pop(full_key, None)
+            return value
+
+    def scan(self, pattern: str = "*") -> Iterator[str]:
+        matches = glob_matcher(pattern)
+        prefix, cut = self.key_prefix, len(self.key_prefix)
+        with self._lock:
+            now = self._clock()
+            keys = [
+                full_key[cut:]
+                for full_key, (_, expires_at) in self._data.items()
+                if full_key.startswith(prefix) and (expires_at is None or expires_at > now)
+            ]
+        return iter([key for key in keys if matches(key)])
+
+    def ping(self) -> None:
+        return None
+
+    def clear(self) -> None:
+        """Forget every entry, under every prefix (for tests and the demo)."""
+        with self._lock:
+            self._data.clear()

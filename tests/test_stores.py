@@ -1,0 +1,371 @@
+"""The store contract, run against every backend: memory, Redis and memcached."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pymemcache.client.base import Client as MemcacheClient
+
+from pyramid_kvs.stores import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnsupportedOperation,
+    create_store,
+    register,
+)
+from pyramid_kvs.stores.memcached import THIRTY_DAYS, memcached_expiry, memcached_key
+from pyramid_kvs.stores.memory import MemoryStore
+from roundtrips import count_round_trips
+from servers import unused_port
+
+ODD_KEYS = [
+    "plain",
+    "with space",
+    "new\nline",
+    "tab\tand\x00nul",
+    "ünïcødé ключ",
+    "k" * 300,
+    "#h:looks-hashed",
+    "",
+]
+
+
+def test_get_set_delete(store: Store) -> None:
+    assert store.get("a") is None
+    store.set("a", b"1")
+    assert store.get("a") == b"1"
+    store.set("a", b"\x00\xffbinary")
+    assert store.get("a") == b"\x00\xffbinary"
+    assert store.delete("a") is True
+    assert store.delete("a") is False
+    assert store.get("a") is None
+
+
+def test_add_only_when_absent(store: Store) -> None:
+    assert store.add("a", b"first", ttl=60) is True
+    assert store.add("a", b"second", ttl=60) is False
+    assert store.get("a") == b"first"
+
+
+def test_incr_counts_atomically_from_zero(store: Store) -> None:
+    assert store.incr("n") == 1
+    assert store.incr("n", 5) == 6
+    assert store.get("n") == b"6"
+    assert store.incr("m", 3, ttl=60) == 3
+
+
+def test_incr_from_threads_loses_no_increment(store: Store) -> None:
+    def work() -> None:
+        for _ in range(50):
+            store.incr("hits", ttl=60)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get("hits") == b"200"
+
+
+def test_incr_on_a_non_integer_is_a_store_error(store: Store) -> None:
+    store.set("text", b"abc")
+    with pytest.raises(StoreError):
+        store.incr("text")
+
+
+def test_pop_reads_and_removes(store: Store) -> None:
+    store.set("a", b"v")
+    assert store.pop("a") == b"v"
+    assert store.pop("a") is None
+    assert store.get("a") is None
+
+
+def test_get_many_keeps_order_and_misses(store: Store) -> None:
+    store.set_many({"a": b"1", "c": b"3"}, ttl=60)
+    assert store.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
+    assert store.get_many([]) == []
+
+
+def test_odd_keys_work_and_stay_distinct(store: Store) -> None:
+    for index, key in enumerate(ODD_KEYS):
+        store.set(key, str(index).encode())
+    for index, key in enumerate(ODD_KEYS):
+        assert store.get(key) == str(index).encode(), key
+    assert store.get_many(ODD_KEYS) == [str(i).encode() for i in range(len(ODD_KEYS))]
+
+
+def test_prefixes_isolate_views_of_one_client(store: Store) -> None:
+    other = store.with_prefix("other::")
+    store.set("k", b"mine")
+    assert other.get("k") is None
+    other.set("k", b"theirs")
+    assert store.get("k") == b"mine"
+
+
+def test_expiry_touch_and_get_and_touch(store: Store) -> None:
+    store.set("short", b"1", ttl=1)
+    store.set("long", b"2", ttl=100)
+    store.set("touched", b"3", ttl=100)
+    store.set("read", b"4", ttl=100)
+    store.set("forever", b"5")
+    store.set("thirty-days", b"6", ttl=THIRTY_DAYS + 5)
+    assert store.touch("touched", 1) is True
+    assert store.touch("absent", 1) is False
+    assert store.get_and_touch("read", 1) == b"4"
+    assert store.get_and_touch("absent", 1) is None
+    assert store.incr("counter", ttl=1) == 1
+    assert store.add("added", b"7", ttl=1) is True
+    time.sleep(2.2)
+    assert store.get("short") is None
+    assert store.get("touched") is None
+    assert store.get("read") is None
+    assert store.get("counter") is None
+    assert store.get("added") is None
+    assert store.get("long") == b"2"
+    assert store.get("forever") == b"5"
+    # more than 30 days is no absolute time in 1970 on memcached
+    assert store.get("thirty-days") == b"6"
+
+
+def test_incr_keeps_the_expiry_set_at_creation(store: Store) -> None:
+    store.incr("window", ttl=1)
+    time.sleep(0.6)
+    store.incr("window", ttl=1)
+    time.sleep(1.6)
+    assert store.get("window") is None
+
+
+def test_touch_without_ttl_removes_the_expiry(store: Store) -> None:
+    store.set("k", b"v", ttl=1)
+    assert store.touch("k", None) is True
+    time.sleep(2.1)
+    assert store.get("k") == b"v"
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 1.5, "10"])
+def test_invalid_ttl_is_rejected(store: Store, ttl: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        store.set("k", b"v", ttl=ttl)  # type: ignore[arg-type]
+
+
+def test_values_must_be_bytes(store: Store) -> None:
+    with pytest.raises(TypeError):
+        store.set("k", "text")  # type: ignore[arg-type]
+
+
+def test_scan_lists_own_prefix_only(store: Store) -> None:
+    if not store.can_scan:
+        with pytest.raises(UnsupportedOperation):
+            list(store.scan())
+        return
+    store.set("user:1", b"a")
+    store.set("user:2", b"b")
+    store.set("group:1", b"c")
+    store.with_prefix("other::").set("user:4", b"e")
+    assert sorted(store.scan()) == ["group:1", "user:1", "user:2"]
+    assert sorted(store.scan("user:*")) == ["user:1", "user:2"]
+    assert list(store.scan("nothing*")) == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_scan_treats_glob_characters_in_the_prefix_literally(store: Store) -> None:
+    starred = store.with_prefix("te*st::")
+    store.with_prefix("teXst::").set("a", b"1")
+    starred.set("b", b"2")
+    assert list(starred.scan()) == ["b"]
+
+
+def test_batch_runs_every_operation(store: Store) -> None:
+    store.set("existing", b"old")
+    with store.batch() as batch:
+        got = batch.get("existing")
+        wrote = batch.set("new", b"value", ttl=60)
+        counted = batch.incr("counter", 2, ttl=60)
+        added = batch.add("existing", b"no", ttl=60)
+        touched = batch.get_and_touch("existing", 60)
+        deleted = batch.delete("missing")
+        assert len(batch) == 6
+    assert got.value == b"old"
+    assert wrote.value is None
+    assert counted.value == 2
+    assert added.value is False
+    assert touched.value == b"old"
+    assert deleted.value is False
+    assert store.get("new") == b"value"
+
+
+def test_batch_reports_a_failed_operation_on_its_result(store: Store) -> None:
+    store.set("text", b"abc")
+    with store.batch() as batch:
+        bad = batch.incr("text")
+        good = batch.get("text")
+    assert good.value == b"abc"
+    with pytest.raises(StoreError):
+        bad.value  # noqa: B018
+
+
+def test_pending_value_before_execution_is_an_error(store: Store) -> None:
+    pending = store.batch().get("k")
+    with pytest.raises(RuntimeError):
+        pending.value  # noqa: B018
+
+
+# -- round trips -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_each_operation_is_one_round_trip(store: Store) -> None:
+    store.set("k", b"1")
+    for operation in (
+        lambda: store.get("k"),
+        lambda: store.set("k", b"2", ttl=60),
+        lambda: store.add("k", b"2", ttl=60),
+        lambda: store.touch("k", 60),
+        lambda: store.get_and_touch("k", 60),
+        lambda: store.incr("k", 1, ttl=60),
+        lambda: store.get_many(["a", "b", "k"]),
+        lambda: store.set_many({"a": b"1", "b": b"2"}, ttl=60),
+        lambda: store.delete("k"),
+    ):
+        with count_round_trips() as trips:
+            operation()
+        assert trips.total == 1
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+def test_a_redis_batch_is_one_round_trip(store: Store) -> None:
+    store.ping()  # a new connection's handshake is not the batch's
+    with count_round_trips() as trips, store.batch() as batch:
+        batch.get("a")
+        batch.incr("b", ttl=10)
+        batch.set("c", b"1", ttl=10)
+        batch.get_and_touch("c", 10)
+    assert trips.redis == 1
+
+
+# -- outage ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("redis", {"host": "127.0.0.1", "port": unused_port(), "socket_timeout": 1}),
+        ("memcached", {"servers": [f"127.0.0.1:{unused_port()}"]}),
+    ],
+)
+def test_an_unreachable_server_raises_store_unavailable(name: str, options: dict) -> None:
+    store = create_store(name, options)
+    for operation in (
+        lambda: store.get("k"),
+        lambda: store.set("k", b"v"),
+        lambda: store.incr("k"),
+        lambda: store.ping(),
+    ):
+        with pytest.raises(StoreUnavailable):
+            operation()
+    with pytest.raises(StoreUnavailable), store.batch() as batch:
+        batch.get("k")
+
+
+# -- memcached specifics -----------------------------------------------------------------
+
+
+def test_memcached_keys_are_hashed_only_when_needed() -> None:
+    assert memcached_key("cache::user:1") == b"cache::user:1"
+    hashed = memcached_key("cache::" + "x" * 300)
+    assert hashed.startswith(b"#h:") and len(hashed) <= 250
+    assert memcached_key("with space") != memcached_key("with_space")
+    assert memcached_key("#h:abc") != b"#h:abc"
+
+
+def test_memcached_expiry_follows_the_thirty_day_rule() -> None:
+    assert memcached_expiry(None) == 0
+    assert memcached_expiry(60) == 60
+    assert memcached_expiry(THIRTY_DAYS) == THIRTY_DAYS
+    assert memcached_expiry(THIRTY_DAYS + 1, now=1_000_000) == 1_000_000 + THIRTY_DAYS + 1
+
+
+def test_memcached_writes_are_confirmed(memcached_address: str) -> None:
+    store = create_store("memcached", {"servers": [memcached_address]})
+    # memcached refuses items over its 1 MiB item size: with noreply this is lost
+    # silently; confirmed writes report it.
+    with pytest.raises(StoreError):
+        store.set("huge", b"x" * (2 * 1024 * 1024))
+
+
+def test_memcached_values_keep_their_flags(memcached_address: str) -> None:
+    host, port = memcached_address.split(":")
+    raw = MemcacheClient((host, int(port)), default_noreply=False)
+    raw.set("perl", b"\x04\x0b", flags=1)
+    store = create_store("memcached", {"servers": [memcached_address]})
+    value = store.get("perl")
+    assert value == b"\x04\x0b"
+    assert value.flags == 1  # type: ignore[union-attr]
+
+
+def test_several_memcached_servers_share_the_keys(
+    memcached_address: str, memcached_server2: object
+) -> None:
+    second = memcached_server2.address  # type: ignore[attr-defined]
+    raw_second = MemcacheClient(tuple_address(second))
+    raw_second.flush_all(noreply=False)
+    store = create_store("memcached", {"servers": [memcached_address, second]})
+    for index in range(60):
+        store.set(f"key{index}", str(index).encode())
+    assert store.get_many([f"key{i}" for i in range(60)]) == [str(i).encode() for i in range(60)]
+    assert store.get_and_touch("key7", 60) == b"7"
+    keys = [f"key{i}".encode() for i in range(60)]
+    counts = [
+        len(MemcacheClient(tuple_address(address)).get_many(keys))
+        for address in (memcached_address, second)
+    ]
+    assert sum(counts) == 60 and min(counts) > 0
+
+
+def tuple_address(address: str) -> tuple[str, int]:
+    host, port = address.split(":")
+    return host, int(port)
+
+
+# -- memory specifics --------------------------------------------------------------------
+
+
+def test_memory_store_evicts_the_least_recently_used() -> None:
+    store = MemoryStore(max_entries=3)
+    store.set("a", b"1")
+    store.set("b", b"2")
+    store.set("c", b"3")
+    store.get("a")  # a is now the most recently used
+    store.set("d", b"4")
+    assert store.get("b") is None
+    assert [store.get(k) for k in "acd"] == [b"1", b"3", b"4"]
+
+
+def test_memory_store_follows_its_clock() -> None:
+    now = [1000.0]
+    store = MemoryStore(clock=lambda: now[0])
+    store.set("k", b"v", ttl=10)
+    now[0] += 9.9
+    assert store.get("k") == b"v"
+    now[0] += 0.2
+    assert store.get("k") is None
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+def test_custom_stores_can_be_registered() -> None:
+    class Custom(MemoryStore):
+        name = "custom"
+
+    register("custom-test", lambda options: Custom(**options))
+    built = create_store("custom-test", {"max_entries": 5})
+    assert isinstance(built, Custom) and built.max_entries == 5
+
+
+def test_memcache_is_the_original_spelling_of_memcached(memcached_address: str) -> None:
+    store = create_store("memcache", {"servers": [memcached_address]})
+    assert store.name == "memcached"
