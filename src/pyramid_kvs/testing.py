@@ -81,7 +81,8 @@ class MockStore(MemoryStore):
     @property
     def data(self) -> dict[str, bytes]:
         """The live entries under this prefix (keys without the prefix)."""
-        return {key: value for key in self.scan() if (value := super().get(key)) is not None}
+        values = {key: MemoryStore.get(self, key) for key in self.scan()}
+        return {key: value for key, value in values.items() if value is not None}
 
 
 def mock_store(registry: Registry, component: str = "cache") -> MockStore:

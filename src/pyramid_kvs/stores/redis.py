@@ -15,12 +15,11 @@ the prefix escaped), never ``KEYS``, which blocks the server.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import redis
 
 from .base import Batch, Pending, Store, StoreError, StoreUnavailable, check_ttl, check_value
-
-if TYPE_CHECKING:
-    import redis
 
 # INCRBY, then give the counter its expiry if it has none yet: an expiry is set at
 # creation and never extended, and no interleaving can leave an immortal counter.
@@ -50,8 +49,6 @@ def escape_glob(text: str) -> str:
 
 def translate_errors(exc: Exception) -> StoreError:
     """The pyramid_kvs error for a redis-py exception."""
-    import redis
-
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return StoreUnavailable(f"redis: {exc}")
     return StoreError(f"redis: {exc}")
@@ -69,17 +66,15 @@ class RedisStore(Store):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RedisStore:
         """Build the client from ``kvs_kwargs`` (arguments of ``redis.Redis``) or a URL."""
-        import redis
-
         options = dict(options)
+        if options.get("decode_responses"):
+            raise ValueError("decode_responses must stay false: stores keep bytes")
         url = options.pop("url", None)
         if url is not None:
             return cls(redis.Redis.from_url(url, **options))
         return cls(redis.Redis(**options))
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        import redis
-
         try:
             return getattr(self.client, method)(*args, **kwargs)
         except redis.RedisError as exc:
@@ -162,8 +157,6 @@ class RedisStore(Store):
         return self._run("pop", key)  # type: ignore[no-any-return]
 
     def scan(self, pattern: str = "*") -> Iterator[str]:
-        import redis
-
         match = escape_glob(self.key_prefix) + pattern
         cut = len(self.key_prefix.encode())
         try:
@@ -219,8 +212,6 @@ class RedisBatch(Batch):
         return len(self._converters)
 
     def execute(self) -> None:
-        import redis
-
         converters, self._converters = self._converters, []
         if not converters:
             return
