@@ -369,3 +369,91 @@ def test_custom_stores_can_be_registered() -> None:
 def test_memcache_is_the_original_spelling_of_memcached(memcached_address: str) -> None:
     store = create_store("memcache", {"servers": [memcached_address]})
     assert store.name == "memcached"
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def test_records_load_update_replace(store: Store) -> None:
+    assert store.load_record("r", 60) is None
+    store.replace_record("r", {"a": b"1", "b": b"2"}, 60)
+    loaded = store.load_record("r", 60)
+    assert loaded is not None and dict(loaded.fields) == {"a": b"1", "b": b"2"}
+    store.update_record("r", {"c": b"3", "a": b"10"}, ["b"], 60, base=loaded)
+    loaded = store.load_record("r", 60)
+    assert loaded is not None and dict(loaded.fields) == {"a": b"10", "c": b"3"}
+    store.replace_record("r", {"z": b"26"}, 60)
+    loaded = store.load_record("r", 60)
+    assert loaded is not None and dict(loaded.fields) == {"z": b"26"}
+    store.update_record("r", {}, ["z"], 60)
+    assert store.load_record("r", 60) is None  # an emptied record is gone
+    store.update_record("new", {"x": b""}, [], 60)
+    loaded = store.load_record("new", 60)
+    assert loaded is not None and dict(loaded.fields) == {"x": b""}
+
+
+def test_record_updates_keep_fields_changed_by_others(store: Store) -> None:
+    store.replace_record("r", {"a": b"1", "b": b"1"}, 60)
+    first = store.load_record("r", 60)
+    second = store.load_record("r", 60)
+    store.update_record("r", {"a": b"first"}, [], 60, base=first)
+    store.update_record("r", {"b": b"second"}, [], 60, base=second)  # stale base
+    loaded = store.load_record("r", 60)
+    assert loaded is not None
+    assert dict(loaded.fields) == {"a": b"first", "b": b"second"}
+
+
+def test_concurrent_record_updates_lose_nothing(store: Store) -> None:
+    store.replace_record("r", {"start": b"1"}, 60)
+
+    def writer(number: int) -> None:
+        for step in range(10):
+            base = store.load_record("r", 60)
+            store.update_record("r", {f"w{number}-{step}": b"x"}, [], 60, base=base)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    loaded = store.load_record("r", 60)
+    assert loaded is not None and len(loaded.fields) == 41
+
+
+def test_record_expiry_is_reset_by_loading(store: Store) -> None:
+    store.replace_record("idle", {"a": b"1"}, 1)
+    store.replace_record("used", {"a": b"1"}, 2)
+    time.sleep(1.5)
+    assert store.load_record("used", 4) is not None  # reset: 4 more seconds
+    time.sleep(1.5)  # past the first expiry, before the second (memcached ticks in seconds)
+    assert store.load_record("idle", 4) is None
+    assert store.load_record("used", 4) is not None
+
+
+def test_a_plain_value_is_no_record(store: Store) -> None:
+    store.set("plain", b"abc")
+    with pytest.raises(StoreError):
+        store.load_record("plain", 60)
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_record_operations_are_one_round_trip(store: Store) -> None:
+    store.replace_record("r", {"a": b"1"}, 60)
+    with count_round_trips() as trips:
+        loaded = store.load_record("r", 60)
+    assert trips.total == 1
+    with count_round_trips() as trips:
+        store.update_record("r", {"b": b"2"}, ["a"], 60, base=loaded)
+    assert trips.total == 1
+    with count_round_trips() as trips:
+        store.replace_record("r", {"c": b"3"}, 60)
+    assert trips.total == 1
+
+
+def test_a_record_loads_in_a_batch(store: Store) -> None:
+    store.replace_record("r", {"a": b"1"}, 60)
+    with store.batch() as batch:
+        record = batch.load_record("r", 60)
+        missing = batch.load_record("nothing", 60)
+    assert record.value is not None and dict(record.value.fields) == {"a": b"1"}
+    assert missing.value is None

@@ -22,7 +22,8 @@ import copy
 import fnmatch
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -94,6 +95,19 @@ def check_value(value: bytes) -> bytes:
     if not isinstance(value, bytes):
         raise TypeError(f"stores keep bytes, not {type(value).__name__}")
     return value
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as loaded: its fields, and the store's version token for it.
+
+    The version lets a store that has compare-and-swap (memcached) apply the next
+    update to exactly this state without reading it again; stores that update
+    fields natively (Redis hashes) leave it ``None``.
+    """
+
+    fields: Mapping[str, bytes]
+    version: Any = None
 
 
 class Store(ABC):
@@ -186,6 +200,40 @@ class Store(ABC):
         """
         raise UnsupportedOperation(f"the {self.name} store cannot list its keys")
 
+    # -- records: field maps updated field by field --------------------------------------
+    # Sessions keep one record per session id.  Updating fields rather than the
+    # whole value lets two overlapping requests of one user change different keys
+    # without losing either change.
+
+    @abstractmethod
+    def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
+        """The record under *key*, its expiry reset to *ttl*; one round trip.
+
+        ``None`` when absent.  Raises :class:`StoreError` when *key* holds
+        something that is not a record.
+        """
+
+    @abstractmethod
+    def update_record(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str],
+        ttl: int | None,
+        base: StoredRecord | None = None,
+    ) -> None:
+        """Set *changed* fields and remove *removed* ones, atomically; expire in *ttl*.
+
+        Fields neither changed nor removed keep the value they have in the store
+        *now*, even if another client changed them since *base* was loaded: that
+        is what makes overlapping updates of one record lose nothing.  *base* is the
+        record this update derives from, when the caller loaded it.
+        """
+
+    @abstractmethod
+    def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
+        """Make the record under *key* exactly *fields*."""
+
     # -- batches ---------------------------------------------------------------------
 
     def batch(self) -> Batch:
@@ -240,6 +288,9 @@ class Batch:
 
     def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> Pending[int]:
         return self._queue("incr", key, amount, check_ttl(ttl))
+
+    def load_record(self, key: str, ttl: int | None) -> Pending[StoredRecord | None]:
+        return self._queue("load_record", key, check_ttl(ttl))
 
     def __len__(self) -> int:
         return len(self._ops)

@@ -26,18 +26,65 @@ Several servers (``memcached://h1:p1,h2:p2``) use pymemcache's ``HashClient``
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheClientError, MemcacheError
 
-from .base import THIRTY_DAYS, Store, StoreError, StoreUnavailable, check_ttl, check_value
+from .base import (
+    THIRTY_DAYS,
+    Store,
+    StoredRecord,
+    StoreError,
+    StoreUnavailable,
+    check_ttl,
+    check_value,
+)
 
 HASHED_KEY_MARKER = "#h:"
 MAX_KEY_BYTES = 250
+
+
+RECORD_MAGIC = b"\x00kvs-record-1\x00"
+_LENGTH = struct.Struct(">I")
+#: compare-and-swap attempts before an update gives up (each one means another
+#: client changed the same record in between)
+CAS_ATTEMPTS = 16
+
+
+def encode_record(fields: Mapping[str, bytes]) -> bytes:
+    """A record as one memcached value: the magic, then length-prefixed names and values."""
+    parts = [RECORD_MAGIC]
+    for name, value in fields.items():
+        raw_name = name.encode("utf-8", "surrogateescape")
+        parts += [_LENGTH.pack(len(raw_name)), raw_name, _LENGTH.pack(len(value)), value]
+    return b"".join(parts)
+
+
+def decode_record(data: bytes) -> dict[str, bytes]:
+    """The fields of a value written by :func:`encode_record`; StoreError otherwise."""
+    if not data.startswith(RECORD_MAGIC):
+        raise StoreError("memcached: the value is not a record")
+    fields: dict[str, bytes] = {}
+    offset, end = len(RECORD_MAGIC), len(data)
+    try:
+        while offset < end:
+            (size,) = _LENGTH.unpack_from(data, offset)
+            name = data[offset + 4 : offset + 4 + size]
+            offset += 4 + size
+            (size,) = _LENGTH.unpack_from(data, offset)
+            value = data[offset + 4 : offset + 4 + size]
+            offset += 4 + size
+            if offset > end:
+                raise StoreError("memcached: truncated record")
+            fields[name.decode("utf-8", "surrogateescape")] = bytes(value)
+    except struct.error:
+        raise StoreError("memcached: truncated record") from None
+    return fields
 
 
 class FlaggedBytes(bytes):
@@ -194,6 +241,55 @@ class MemcachedStore(Store):
             result = self._call("decr", wire_key, -amount)
         return None if result is None else int(result)
 
+    # -- records: one value per record, updated by compare-and-swap ------------------
+
+    def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
+        value, cas = self._call("gats", self._key(key), memcached_expiry(ttl))
+        if value is None:
+            return None
+        return StoredRecord(decode_record(value), cas)
+
+    def update_record(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str],
+        ttl: int | None,
+        base: StoredRecord | None = None,
+    ) -> None:
+        if not changed and not removed:
+            return
+        wire_key = self._key(key)
+        expiry = memcached_expiry(ttl)
+        for value in changed.values():
+            check_value(value)
+        for _ in range(CAS_ATTEMPTS):
+            if base is None or base.version is None:
+                value, cas = self._call("gets", wire_key)
+                base = None if value is None else StoredRecord(decode_record(value), cas)
+            fields = {} if base is None else dict(base.fields)
+            for name in removed:
+                fields.pop(name, None)
+            fields.update(changed)
+            if base is None:
+                if not fields or self._call("add", wire_key, encode_record(fields), expiry):
+                    return
+            elif not fields:
+                # memcached has no compare-and-delete: deleting an emptied record
+                # may drop a field another client added in this instant.
+                self._call("delete", wire_key)
+                return
+            elif self._call("cas", wire_key, encode_record(fields), base.version, expiry):
+                return
+            base = None  # someone else wrote in between: merge into their version
+        raise StoreError(f"memcached: {key!r} kept changing; update abandoned")
+
+    def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
+        if not fields:
+            self.delete(key)
+            return
+        self.set(key, encode_record(fields), ttl)
+
     def ping(self) -> None:
         self._call("version")
 
@@ -210,6 +306,11 @@ class _GatClient(Client):
         found = self._fetch_cmd(b"gat " + str(int(expire)).encode(), [key], False)
         return found.get(key)  # type: ignore[no-any-return]
 
+    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
+        """``gat`` that also returns the CAS token, like ``gets``."""
+        found = self._fetch_cmd(b"gats " + str(int(expire)).encode(), [key], True)
+        return found.get(key, (None, None))  # type: ignore[no-any-return]
+
 
 class _PooledGatClient(PooledClient):
     """A thread-safe pool of :class:`_GatClient`."""
@@ -219,6 +320,10 @@ class _PooledGatClient(PooledClient):
     def gat(self, key: bytes, expire: int) -> bytes | None:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
             return client.gat(key, expire)  # type: ignore[no-any-return]
+
+    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
+        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
+            return client.gats(key, expire)  # type: ignore[no-any-return]
 
 
 class _GatHashClient(HashClient):
@@ -234,3 +339,6 @@ class _GatHashClient(HashClient):
 
     def gat(self, key: bytes, expire: int) -> bytes | None:
         return self._run_cmd("gat", key, None, expire)  # type: ignore[no-any-return]
+
+    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
+        return self._run_cmd("gats", key, (None, None), expire)  # type: ignore[no-any-return]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Store, StoreError, check_ttl, check_value, glob_matcher
+from .base import Store, StoredRecord, StoreError, check_ttl, check_value, glob_matcher
 
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -70,6 +70,12 @@ class MemoryStore(Store):
         self._data.move_to_end(full_key)
         return value
 
+    def _live_bytes(self, full_key: str) -> bytes | None:
+        value = self._live(full_key)
+        if isinstance(value, dict):
+            raise StoreError(f"{full_key!r} holds a record, not a value")
+        return value
+
     def _put(self, full_key: str, value: bytes, expires_at: float | None) -> None:
         check_value(value)
         self._data[full_key] = (value, expires_at)
@@ -79,11 +85,11 @@ class MemoryStore(Store):
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            return self._live(self.full_key(key))
+            return self._live_bytes(self.full_key(key))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         with self._lock:
-            return [self._live(self.full_key(key)) for key in keys]
+            return [self._live_bytes(self.full_key(key)) for key in keys]
 
     def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
         expires_at = self._expiry(ttl)
@@ -126,7 +132,7 @@ class MemoryStore(Store):
         expires_at = self._expiry(ttl)
         full_key = self.full_key(key)
         with self._lock:
-            value = self._live(full_key)
+            value = self._live_bytes(full_key)
             if value is not None:
                 self._data[full_key] = (value, expires_at)
             return value
@@ -140,8 +146,8 @@ class MemoryStore(Store):
                 result = amount
             else:
                 try:
-                    result = int(current) + amount
-                except ValueError:
+                    result = int(current) + amount  # type: ignore[arg-type]
+                except (TypeError, ValueError):
                     raise StoreError(f"the value under {key!r} is not an integer") from None
                 expires_at = self._data[full_key][1]
             self._put(full_key, str(result).encode(), expires_at)
@@ -150,9 +156,64 @@ class MemoryStore(Store):
     def pop(self, key: str) -> bytes | None:
         full_key = self.full_key(key)
         with self._lock:
-            value = self._live(full_key)
+            value = self._live_bytes(full_key)
             self._data.pop(full_key, None)
             return value
+
+    # Records are kept as dicts in the same table; their entries are never
+    # shared with callers, which get copies.
+
+    def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            record = self._live_record(full_key)
+            if record is None:
+                return None
+            self._data[full_key] = (record, expires_at)  # type: ignore[assignment]
+            return StoredRecord(dict(record))
+
+    def update_record(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str],
+        ttl: int | None,
+        base: StoredRecord | None = None,
+    ) -> None:
+        expires_at = self._expiry(ttl)
+        full_key = self.full_key(key)
+        with self._lock:
+            record = dict(self._live_record(full_key) or {})
+            for name in removed:
+                record.pop(name, None)
+            record.update({name: check_value(value) for name, value in changed.items()})
+            self._put_record(full_key, record, expires_at)
+
+    def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
+        expires_at = self._expiry(ttl)
+        record = {name: check_value(value) for name, value in fields.items()}
+        with self._lock:
+            self._put_record(self.full_key(key), record, expires_at)
+
+    def _live_record(self, full_key: str) -> dict[str, bytes] | None:
+        value: Any = self._live(full_key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise StoreError(f"{full_key!r} does not hold a record")
+        return value  # type: ignore[no-any-return]
+
+    def _put_record(
+        self, full_key: str, record: dict[str, bytes], expires_at: float | None
+    ) -> None:
+        if not record:
+            self._data.pop(full_key, None)  # like Redis: an empty hash does not exist
+            return
+        self._data[full_key] = (record, expires_at)  # type: ignore[assignment]
+        self._data.move_to_end(full_key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
 
     def scan(self, pattern: str = "*") -> Iterator[str]:
         matches = glob_matcher(pattern)

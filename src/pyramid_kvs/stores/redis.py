@@ -14,12 +14,21 @@ the prefix escaped), never ``KEYS``, which blocks the server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
-from .base import Batch, Pending, Store, StoreError, StoreUnavailable, check_ttl, check_value
+from .base import (
+    Batch,
+    Pending,
+    Store,
+    StoredRecord,
+    StoreError,
+    StoreUnavailable,
+    check_ttl,
+    check_value,
+)
 
 # INCRBY, then give the counter its expiry if it has none yet: an expiry is set at
 # creation and never extended, and no interleaving can leave an immortal counter.
@@ -40,6 +49,67 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 0
 """
+
+
+# Records are Redis hashes, one field per session key.  Each record operation is one
+# script, hence one command: atomic, and one reply to convert in a pipeline.
+# ARGV[1] is the TTL in seconds, or "" for no expiry.
+_EXPIRE = """
+if ARGV[1] == '' then redis.call('PERSIST', KEYS[1])
+else redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+"""
+
+LOAD_RECORD = (
+    """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then
+"""
+    + _EXPIRE
+    + """
+end
+return fields
+"""
+)
+
+# ARGV[2] is the number of changed fields, followed by name, value pairs, then the
+# names of removed fields.
+UPDATE_RECORD = (
+    """
+local changed = tonumber(ARGV[2])
+local last = 2 + 2 * changed
+if changed > 0 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 3, last))
+end
+if #ARGV > last then
+    redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV))
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+"""
+    + _EXPIRE
+    + """
+end
+return 1
+"""
+)
+
+REPLACE_RECORD = "redis.call('DEL', KEYS[1])\n" + UPDATE_RECORD
+
+
+def _record_args(
+    ttl: int | None, changed: Mapping[str, bytes], removed: Collection[str] = ()
+) -> list[Any]:
+    args: list[Any] = ["" if ttl is None else ttl, len(changed)]
+    for name, value in changed.items():
+        args += [name, check_value(value)]
+    args += list(removed)
+    return args
+
+
+def _to_record(reply: list[bytes]) -> StoredRecord | None:
+    if not reply:
+        return None
+    names = (name.decode("utf-8", "surrogateescape") for name in reply[::2])
+    return StoredRecord(dict(zip(names, reply[1::2], strict=True)))
 
 
 def escape_glob(text: str) -> str:
@@ -113,6 +183,15 @@ class RedisStore(Store):
             return ("EVAL", INCR_WITH_TTL, 1, key, amount, ttl), int
         if op == "pop":
             return ("GETDEL", key), None
+        if op == "load_record":
+            (ttl,) = args
+            return ("EVAL", LOAD_RECORD, 1, key, *_record_args(ttl, {})), _to_record
+        if op == "update_record":
+            changed, removed, ttl = args
+            return ("EVAL", UPDATE_RECORD, 1, key, *_record_args(ttl, changed, removed)), _none
+        if op == "replace_record":
+            fields, ttl = args
+            return ("EVAL", REPLACE_RECORD, 1, key, *_record_args(ttl, fields)), _none
         raise ValueError(f"unknown store operation {op!r}")
 
     def _run(self, op: str, key: str, *args: Any) -> Any:
@@ -155,6 +234,23 @@ class RedisStore(Store):
 
     def pop(self, key: str) -> bytes | None:
         return self._run("pop", key)  # type: ignore[no-any-return]
+
+    def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
+        return self._run("load_record", key, check_ttl(ttl))  # type: ignore[no-any-return]
+
+    def update_record(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str],
+        ttl: int | None,
+        base: StoredRecord | None = None,
+    ) -> None:
+        if changed or removed:
+            self._run("update_record", key, changed, removed, check_ttl(ttl))
+
+    def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
+        self._run("replace_record", key, fields, check_ttl(ttl))
 
     def scan(self, pattern: str = "*") -> Iterator[str]:
         match = escape_glob(self.key_prefix) + pattern
