@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## Serve the demo application on http://localhost:6543 (memory store, no server needed).
 demo: $(STAMP)
-	$(BIN)/pserve demo/demo.ini
+	PYTHONPATH=demo $(BIN)/pserve demo/demo.ini
 
 system-deps:
 	./scripts/install-system-deps.sh
