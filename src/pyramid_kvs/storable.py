@@ -160,7 +160,8 @@ class PerlObject:
     """A blessed Perl value: ``class_name`` is kept as data, never resolved.
 
     ``value`` is the blessed thing: a ``dict``/``list`` for hash/array based
-    objects, a scalar for ``bless \\$x``, or a :class:`PerlHook`.
+    objects, a scalar for ``bless \\$x``, a :class:`PerlRef` for a blessed
+    reference (``bless \\[]``), or a :class:`PerlHook`.
     """
 
     class_name: str
@@ -555,7 +556,10 @@ class _Reader:
         n = self._u32() if op_flags & 0x01 else self._byte()
         pattern = self._raw(n)
         flags = self._name(self._raw(self._byte()))
-        text = self._utf8(pattern) if "u" in flags else self._name(pattern)
+        # Storable writes the pattern's bytes without its UTF-8 flag (and Perl
+        # 5.36 recompiles them as Latin-1, garbling non-ASCII patterns); give
+        # the text that was meant: UTF-8 when valid, else Latin-1.
+        text = self._name(pattern)
         value: Any = PerlRegexp(text, flags)
         if cname is not None and cname != "Regexp":
             value = PerlObject(cname, value)
@@ -685,12 +689,37 @@ class _Reader:
                 raise _truncated()
             rtag = _BE_U32.unpack_from(data, pos + 1)[0]
             target_is_rv = rtag in self.rv_tags
+        elif op == SX_LOBJECT and pos + 10 <= self.end and data[pos + 1] == SX_OBJECT:
+            rtag = self.u64(data, pos + 2)[0]
+            target_is_rv = rtag in self.rv_tags
         else:
             rtag = tag + 1
             target_is_rv = op in _RV_OPCODES
         self._enter()
         target = self.retrieve()
         self.depth -= 1
+        ttype = type(target)
+        if obj is not None:  # a blessed reference: keep the reference level
+            box.value = target
+            obj.value = box
+            return obj
+        if not target_is_rv and (ttype is dict or ttype is list or ttype is PerlObject):
+            value: Any = target  # fast path for the common case
+        else:
+            value = self._reference(rtag, target, target_is_rv, box)
+        seen[tag] = value
+        self.rv_tags.add(tag)
+        return value
+
+    def _reference(
+        self, rtag: int, target: Any, target_is_rv: bool, box: PerlRef | None = None
+    ) -> Any:
+        """The Python value of a reference to the SV tagged ``rtag``.
+
+        Containers (and blessed, code, regexp and tied-container values) stand
+        for their own reference; anything else is boxed in a :class:`PerlRef`,
+        one box per referenced SV so that shared scalars stay shared.
+        """
         ttype = type(target)
         if not target_is_rv and (
             ttype is dict
@@ -700,21 +729,16 @@ class _Reader:
             or ttype is PerlRegexp
             or (ttype is PerlTied and target.kind in ("hash", "array"))
         ):
-            value: Any = target
+            return target
+        shared = self.boxes.get(rtag)
+        if shared is not None and shared.value is target:
+            return shared
+        if box is None:
+            box = PerlRef(target)
         else:
-            shared = self.boxes.get(rtag)
-            if shared is not None and shared.value is target:
-                value = shared
-            else:
-                box.value = target
-                self.boxes[rtag] = box
-                value = box
-        if obj is None:
-            seen[tag] = value
-            self.rv_tags.add(tag)
-            return value
-        obj.value = value
-        return obj
+            box.value = target
+        self.boxes[rtag] = box
+        return box
 
     def _op_bless(self, cname: str | None) -> Any:
         n = self._byte()
@@ -814,7 +838,7 @@ class _Reader:
                 tag = self._u64() if wide else _BE_U32.unpack_from(self._raw(4))[0]
                 if tag >= len(seen):
                     raise StorableError(f"hook refers to unknown object #{tag}")
-                hook.refs.append(seen[tag])
+                hook.refs.append(self._reference(tag, seen[tag], tag in self.rv_tags))
         if extra:
             hook.tied = self.retrieve()
         self.depth -= 1
@@ -825,6 +849,8 @@ class _Reader:
         if kind == SX_HOOK:
             return self._op_hook(cname, large=True)
         if kind == SX_FLAG_HASH:
+            # Perl's store_lhash writes per-key flags but its get_lhash reader
+            # skips them; we follow the writer, the only producer of this data.
             self._byte()
         n = self._u64()
         remaining = self.end - self.pos
@@ -1142,7 +1168,7 @@ def _perl_str_number(value: int | float) -> str:
         return "NaN"
     if math.isinf(value):
         return "Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
+    if value.is_integer() and abs(value) < 1e15 and math.copysign(1.0, value) > 0:
         return str(int(value))
     return repr(value)
 
