@@ -148,6 +148,7 @@ _BE_U32 = struct.Struct(">I")
 _BE_I32 = struct.Struct(">i")
 _BE_U64 = struct.Struct(">Q")
 _HOOK_KINDS = {0: "scalar", 1: "array", 2: "hash", 4: "scalar", 5: "array", 6: "hash"}
+_PENDING: Any = object()  # placeholder for a reference whose target is being read
 _RV_OPCODES = frozenset((SX_REF, SX_OVERLOAD, SX_WEAKREF, SX_WEAKOVERLOAD))
 
 
@@ -286,6 +287,7 @@ class _Reader:
         self.key_cache: dict[bytes, str | bytes] = {}
         self.netorder = False
         self.minor = 0
+        self.fast = text == "auto" and not numeric  # may inline plain string decoding
         ops: list[Callable[[str | None], Any]] = [self._bad_op] * 256
         for code, name in _HANDLERS.items():
             ops[code] = getattr(self, name)
@@ -443,10 +445,7 @@ class _Reader:
         if pos + 4 > self.end:
             raise _truncated()
         self.pos = pos + 4
-        tag = _BE_U32.unpack_from(self.data, pos)[0]
-        if tag >= len(self.seen):
-            raise StorableError(f"back-reference to unknown object #{tag}")
-        return self.seen[tag]
+        return self._backref(_BE_U32.unpack_from(self.data, pos)[0])
 
     def _finish_string(self, raw: bytes, cname: str | None) -> Any:
         value = self._text(raw)
@@ -592,49 +591,100 @@ class _Reader:
     def _op_array(self, cname: str | None) -> Any:
         n = self._count(1)
         items: list[Any] = [None] * n
-        self._register(items, cname)
-        result = self.seen[-1]
-        if n:
-            self._enter()
-            retrieve = self.retrieve
-            for i in range(n):
-                items[i] = retrieve()
-            self.depth -= 1
+        result: Any = items if cname is None else PerlObject(cname, items)
+        self.seen.append(result)
+        if not n:
+            return result
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise StorableError(f"nesting deeper than max_depth={self.max_depth}")
+        data = self.data
+        limit = self.end
+        ops = self.ops
+        fast = self.fast
+        seen_append = self.seen.append
+        pos = self.pos
+        for i in range(n):
+            op = data[pos]  # inlined short strings and small integers, as in _op_hash
+            if op == SX_SCALAR and fast:
+                start = pos + 2
+                pos = start + data[pos + 1]
+                if pos > limit:
+                    raise _truncated()
+                raw = data[start:pos]
+                try:
+                    value: Any = raw.decode()
+                except UnicodeDecodeError:
+                    value = raw
+                seen_append(value)
+            elif op == SX_BYTE:
+                value = data[pos + 1] - 128
+                seen_append(value)
+                pos += 2
+            else:
+                self.pos = pos + 1
+                value = ops[op](None)
+                pos = self.pos
+            items[i] = value
+        self.pos = pos
+        self.depth -= 1
         return result
 
     def _op_hash(self, cname: str | None) -> Any:
         n = self._count(5)
         hv: dict[Any, Any] = {}
-        self._register(hv, cname)
-        result = self.seen[-1]
+        result: Any = hv if cname is None else PerlObject(cname, hv)
+        self.seen.append(result)
         if not n:
             return result
-        self._enter()
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise StorableError(f"nesting deeper than max_depth={self.max_depth}")
         data = self.data
         limit = self.end
         ops = self.ops
         rlen = self.rlen_u
         cache = self.key_cache
         text = self._text
+        fast = self.fast
+        seen_append = self.seen.append
+        pos = self.pos
         for _ in range(n):
-            pos = self.pos
-            if pos >= limit:
-                raise _truncated()
-            self.pos = pos + 1
-            value = ops[data[pos]](None)
-            pos = self.pos
-            if pos + 4 > limit:
-                raise _truncated()
+            # values first; short strings and small integers are inlined because
+            # they are most of a session (an IndexError here means truncation)
+            op = data[pos]
+            if op == SX_SCALAR and fast:
+                start = pos + 2
+                pos = start + data[pos + 1]
+                if pos > limit:
+                    raise _truncated()
+                raw = data[start:pos]
+                try:
+                    value: Any = raw.decode()
+                except UnicodeDecodeError:
+                    value = raw
+                seen_append(value)
+            elif op == SX_BYTE:
+                value = data[pos + 1] - 128
+                seen_append(value)
+                pos += 2
+            else:
+                self.pos = pos + 1
+                value = ops[op](None)
+                pos = self.pos
             start = pos + 4
+            if start > limit:
+                raise _truncated()
             end = start + rlen(data, pos)[0]
             if end > limit:
                 raise _truncated()
-            self.pos = end
             raw = data[start:end]
+            pos = end
             key = cache.get(raw)
             if key is None:
                 key = cache[raw] = text(raw)
             hv[key] = value
+        self.pos = pos
         self.depth -= 1
         return result
 
@@ -672,12 +722,13 @@ class _Reader:
     def _op_ref(self, cname: str | None) -> Any:
         seen = self.seen
         tag = len(seen)
-        box = PerlRef(None)
         obj = None
         if cname is None:
-            seen.append(box)
+            # the reference's value is only known once its target is read;
+            # a back-reference to it meanwhile gets a box (see _backref)
+            seen.append(_PENDING)
         else:
-            obj = PerlObject(cname, box)
+            obj = PerlObject(cname, None)
             seen.append(obj)
         data = self.data
         pos = self.pos
@@ -695,20 +746,36 @@ class _Reader:
         else:
             rtag = tag + 1
             target_is_rv = op in _RV_OPCODES
-        self._enter()
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise StorableError(f"nesting deeper than max_depth={self.max_depth}")
         target = self.retrieve()
         self.depth -= 1
-        ttype = type(target)
         if obj is not None:  # a blessed reference: keep the reference level
-            box.value = target
-            obj.value = box
+            obj.value = PerlRef(target)
             return obj
-        if not target_is_rv and (ttype is dict or ttype is list or ttype is PerlObject):
-            value: Any = target  # fast path for the common case
-        else:
-            value = self._reference(rtag, target, target_is_rv, box)
+        early = seen[tag]
+        ttype = type(target)
+        if early is _PENDING:
+            if not target_is_rv and (ttype is dict or ttype is list or ttype is PerlObject):
+                value: Any = target  # fast path for the common case
+            else:
+                value = self._reference(rtag, target, target_is_rv)
+        else:  # a cycle through this very reference: keep the box handed out
+            early.value = target
+            value = self._reference(rtag, target, target_is_rv, early)
         seen[tag] = value
         self.rv_tags.add(tag)
+        return value
+
+    def _backref(self, tag: int) -> Any:
+        """The value of tag ``tag`` for a back-reference."""
+        seen = self.seen
+        if tag >= len(seen):
+            raise StorableError(f"back-reference to unknown object #{tag}")
+        value = seen[tag]
+        if value is _PENDING:
+            value = seen[tag] = PerlRef(None)
         return value
 
     def _reference(
@@ -833,12 +900,10 @@ class _Reader:
             width = 8 if wide else 4
             if count * width > self.end - self.pos:
                 raise StorableError(f"count {count} exceeds the remaining input")
-            seen = self.seen
             for _ in range(count):
                 tag = self._u64() if wide else _BE_U32.unpack_from(self._raw(4))[0]
-                if tag >= len(seen):
-                    raise StorableError(f"hook refers to unknown object #{tag}")
-                hook.refs.append(self._reference(tag, seen[tag], tag in self.rv_tags))
+                target = self._backref(tag)
+                hook.refs.append(self._reference(tag, target, tag in self.rv_tags))
         if extra:
             hook.tied = self.retrieve()
         self.depth -= 1
@@ -855,9 +920,7 @@ class _Reader:
         n = self._u64()
         remaining = self.end - self.pos
         if kind == SX_OBJECT:
-            if n >= len(self.seen):
-                raise StorableError(f"back-reference to unknown object #{n}")
-            return self.seen[n]
+            return self._backref(n)
         if kind == SX_LSCALAR:
             return self._finish_string(self._raw(n), cname)
         if kind == SX_LUTF8STR:
