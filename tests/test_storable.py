@@ -184,6 +184,14 @@ def test_perl_corpus(case: dict[str, Any], kind: str) -> None:
     assert describe(value) == normalize(case[f"perl_{kind}"])
 
 
+def _recording(op: int, handler: Any, found: set[int]) -> Any:
+    def record(cname: str | None) -> Any:
+        found.add(op)
+        return handler(cname)
+
+    return record
+
+
 def _corpus_opcodes() -> set[int]:
     """Opcodes dispatched while thawing the corpus (recorded by wrapping the table)."""
     from pyramid_kvs import storable
@@ -192,10 +200,7 @@ def _corpus_opcodes() -> set[int]:
     for case in CORPUS:
         for kind in ("freeze", "nfreeze"):
             reader = storable._Reader(bytes.fromhex(case[kind]), "auto", False, 256)
-            reader.ops = [
-                lambda cname, op=op, handler=handler: (found.add(op), handler(cname))[1]
-                for op, handler in enumerate(reader.ops)
-            ]
+            reader.ops = [_recording(op, handler, found) for op, handler in enumerate(reader.ops)]
             reader.run()
     return found
 

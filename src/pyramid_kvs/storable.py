@@ -6,7 +6,9 @@ Sites migrating from Perl keep their sessions in memcached or redis as
 ``Storable`` blobs, and a Python application sharing those stores must read
 (and sometimes write) them.  Nothing well kept exists in Python for that: the
 PyPI ``storable`` package (1.2.4) is unmaintained and decodes Perl 5.36 output
-wrongly, and the other implementations are GPL or abandoned.  The format is
+wrongly (``nfreeze([-129])`` comes back as ``[4294967167]``, and it turns
+Perl strings into numbers), and the other implementations are GPL or
+abandoned.  The format is
 small and documented by Perl's own ``Storable.xs``, so this module implements
 it directly, with the safety properties a session reader needs (the blobs come
 from a shared store and must be treated as untrusted input).
@@ -448,7 +450,7 @@ class _Reader:
         return self._backref(_BE_U32.unpack_from(self.data, pos)[0])
 
     def _finish_string(self, raw: bytes, cname: str | None) -> Any:
-        value = self._text(raw)
+        value: Any = self._text(raw)
         if self.numeric and type(value) is str:
             value = perl_number(value)
         if cname is not None:
