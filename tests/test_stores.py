@@ -421,11 +421,13 @@ def test_concurrent_record_updates_lose_nothing(store: Store) -> None:
 
 
 def test_record_expiry_is_reset_by_loading(store: Store) -> None:
+    # memcached's clock ticks in whole seconds, so an item with a TTL of n seconds
+    # lives between n - 1 and n seconds: the margins below allow for that.
     store.replace_record("idle", {"a": b"1"}, 1)
-    store.replace_record("used", {"a": b"1"}, 2)
+    store.replace_record("used", {"a": b"1"}, 3)
     time.sleep(1.5)
     assert store.load_record("used", 4) is not None  # reset: 4 more seconds
-    time.sleep(1.5)  # past the first expiry, before the second (memcached ticks in seconds)
+    time.sleep(2.0)  # past the first expiry, before the second
     assert store.load_record("idle", 4) is None
     assert store.load_record("used", 4) is not None
 
