@@ -28,6 +28,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check src tests demo benchmarks
 	$(BIN)/ruff format --check src tests demo benchmarks
+	$(BIN)/mypy src
 
 ## Benchmarks print ratios measured in one run; they are not part of the test suite.
 bench: $(STAMP) system-deps

@@ -130,12 +130,11 @@ def memcached_expiry(ttl: int | None, now: float | None = None) -> int:
 def parse_server(server: str | tuple[str, int]) -> tuple[str, int]:
     """``"host:port"`` (or a tuple) as a ``(host, port)`` pair; port 11211 by default."""
     if isinstance(server, (tuple, list)):
-        host, port = server
-        return str(host), int(port)
-    host, sep, port = str(server).rpartition(":")
+        return str(server[0]), int(server[1])
+    host, sep, port_text = str(server).rpartition(":")
     if not sep:
         return str(server), 11211
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), int(port_text)
 
 
 class MemcachedStore(Store):
