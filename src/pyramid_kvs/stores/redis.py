@@ -30,6 +30,9 @@ from .base import (
     check_value,
 )
 
+#: seconds to connect and to wait for a reply, unless configured otherwise
+DEFAULT_TIMEOUT = 5.0
+
 # INCRBY, then give the counter its expiry if it has none yet: an expiry is set at
 # creation and never extended, and no interleaving can leave an immortal counter.
 INCR_WITH_TTL = """
@@ -139,6 +142,10 @@ class RedisStore(Store):
         options = dict(options)
         if options.get("decode_responses"):
             raise ValueError("decode_responses must stay false: stores keep bytes")
+        # redis-py waits forever by default: a stalled server would hang every
+        # request.  Bounded defaults; kvs_kwargs or URL parameters override them.
+        options.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        options.setdefault("socket_timeout", DEFAULT_TIMEOUT)
         url = options.pop("url", None)
         if url is not None:
             return cls(redis.Redis.from_url(url, **options))
