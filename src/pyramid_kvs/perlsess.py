@@ -72,8 +72,9 @@ FLAG_UTF8 = 4
 KNOWN_FLAGS = FLAG_STORABLE | FLAG_COMPRESSED | FLAG_UTF8
 
 #: session ids the Perl stacks generate are hex (CGI::Session, Apache::Session: MD5;
-#: Plack::Session: SHA-1) or Base64-ish; anything else in a cookie is forged or broken
-SESSION_ID = re.compile(r"[A-Za-z0-9_.~+/=-]{1,128}")
+#: Plack::Session: SHA-1) or Base64 (standard or URL-safe); anything else in a cookie
+#: is forged or broken
+SESSION_ID = re.compile(r"[A-Za-z0-9_+/=-]{1,128}")
 #: nesting a session hash may have; Perl sessions are shallow
 MAX_DEPTH = 64
 
@@ -309,7 +310,11 @@ class PerlSessionReader:
     def session_id(self, request: Request) -> str | None:
         """The session id in the request's cookie, or ``None`` (logged) if unusable."""
         name = self.settings.cookie_name
-        value = request.cookies.get(name)
+        try:
+            value = request.cookies.get(name)
+        except UnicodeDecodeError:  # WebOb decodes every cookie as UTF-8
+            log.warning("perlsess: ignored a Cookie header that is not UTF-8")
+            return None
         if not value:
             log.warning("perlsess: no %s cookie: the Perl session is empty", name)
             return None
@@ -374,7 +379,7 @@ class PerlSessionReader:
         Raises :class:`~pyramid_kvs.stores.StoreError` when the store fails.
         """
         if not SESSION_ID.fullmatch(session_id):
-            raise ValueError("a session id is 1 to 128 letters, digits or _.~+/=-")
+            raise ValueError("a session id is 1 to 128 letters, digits or _+/=-")
         value = storable_nfreeze(dict(session))
         self.store.set(session_id, _flagged(value, memcached_flags), ttl)
 
