@@ -18,6 +18,7 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
 from pyramid_kvs import get_kvs
+from pyramid_kvs.perlsess import PerlSessionReader
 
 from . import MENU, ROUTES, page
 
@@ -26,6 +27,13 @@ ROUTES.extend([("perl", "/perl"), ("perl_login", "/perl/login"), ("perl_forge", 
 
 #: how long the sample session lives, by CGI::Session's own expiry fields
 SAMPLE_LIFETIME = 3600
+
+
+def perl_sessions(request: Any) -> PerlSessionReader:
+    """The application's Perl session reader (configured in demo.ini)."""
+    reader = get_kvs(request.registry).perlsess
+    assert reader is not None, "kvs.perlsess is not configured"
+    return reader
 
 
 def sample_session(session_id: str) -> dict[str, Any]:
@@ -46,7 +54,7 @@ def sample_session(session_id: str) -> dict[str, Any]:
 @view_config(route_name="perl_login")
 def perl_login(request: Any) -> Any:
     """Play the Perl site: store a session under a new id and set its cookie."""
-    reader = get_kvs(request.registry).perlsess
+    reader = perl_sessions(request)
     session_id = secrets.token_hex(16)
     # CGI::Session thaws the value itself, so no memcached Storable flag (0)
     reader.write(session_id, sample_session(session_id), ttl=SAMPLE_LIFETIME, memcached_flags=0)
@@ -60,7 +68,7 @@ def perl_login(request: Any) -> Any:
 def perl_forge(request: Any) -> Any:
     """Send a forged cookie: the page stays up, the session is empty, a warning is logged."""
     response = HTTPSeeOther(request.route_url("perl"))
-    cookie_name = get_kvs(request.registry).perlsess.settings.cookie_name
+    cookie_name = perl_sessions(request).settings.cookie_name
     response.set_cookie(cookie_name, "../../etc/passwd", httponly=True, samesite="Lax")
     return response
 
