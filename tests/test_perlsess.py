@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
@@ -503,6 +505,27 @@ def test_decode_session_reads_every_wrapping(memcached_address: str) -> None:
     store.close()
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=200).map(lambda tail: nfreeze(SESSION)[:20] + tail),
+        st.binary(max_size=200).map(gzip.compress),
+        st.binary(max_size=200).map(base64.encodebytes),
+    ),
+    flags=st.integers(min_value=0, max_value=0xFFFF),
+    codec=st.sampled_from(["storable", "json"]),
+)
+def test_any_stored_bytes_decode_or_raise_a_value_error(
+    data: bytes, flags: int, codec: str
+) -> None:
+    try:
+        session = decode_session(data, flags, codec=codec, max_size=4096)
+    except ValueError:  # PerlSessionError, StorableError: the reader logs these
+        return
+    assert isinstance(session, dict)
+
+
 def test_a_blessed_session_hash_is_read_as_the_hash() -> None:
     from pyramid_kvs.storable import PerlObject
 
@@ -518,6 +541,11 @@ def test_cgi_session_expiry_rules() -> None:
     }  # fmt: skip
     assert apply_cgi_session_expiry(session, 1060) is None
     assert apply_cgi_session_expiry({"a": 1}, 10**10) == {"a": 1}
+    # fields out of any clock's range, or not numbers, are ignored rather than fatal
+    odd = {"_SESSION_ATIME": 10**400, "_SESSION_ETIME": "soon", "a": 1}
+    assert apply_cgi_session_expiry(odd, 10**10) == odd
+    odd = {"_SESSION_ATIME": "1000", "_SESSION_ETIME": 10**400}
+    assert apply_cgi_session_expiry(odd, 10**10) == odd
 
 
 # -- settings --------------------------------------------------------------------------

@@ -198,7 +198,10 @@ def _seconds(value: Any) -> float | None:
         value = perl_number(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer no clock reaches: treat the field as absent
+        return None
 
 
 def apply_cgi_session_expiry(session: dict[Any, Any], now: float) -> dict[Any, Any] | None:
