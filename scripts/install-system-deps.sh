@@ -11,6 +11,9 @@ perl -MStorable -MJSON::PP -e1 >/dev/null 2>&1 || need+=(perl)
 perl -MCache::Memcached -e1 >/dev/null 2>&1 || need+=(libcache-memcached-perl)
 perl -MCGI::Session -e1 >/dev/null 2>&1 || need+=(libcgi-session-perl)
 perl -MRedis -e1 >/dev/null 2>&1 || need+=(libredis-perl)
+perl -MCache::Memcached::Fast -e1 >/dev/null 2>&1 || need+=(libcache-memcached-fast-perl)
+perl -MPlack::Session::Store::Cache -MPlack::Session::Store::File -MPlack::Test \
+    -MHTTP::Request::Common -e1 >/dev/null 2>&1 || need+=(libplack-middleware-session-perl)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

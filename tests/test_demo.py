@@ -27,3 +27,25 @@ def test_the_cache_page_shows_a_miss_then_a_hit(demo: TestApp) -> None:
     second = demo.get("/")
     assert 'a cache <b class="hit">hit</b>' in second.text
     assert "Visits counted" in second.text and ": 2</p>" in second.text
+
+
+def test_the_perl_page_reads_a_seeded_storable_session(demo: TestApp) -> None:
+    demo.reset()
+    empty = demo.get("/perl")
+    assert "No Perl session" in empty.text
+    login = demo.get("/perl/login")
+    assert login.status_int == 303
+    session_id = demo.cookies["session_id"]
+    assert len(session_id) == 32
+    page = login.follow()
+    assert "Logged in on the Perl side as <b>Zoë Perlmonger</b>" in page.text
+    assert f"session <code>{session_id[:6]}...</code>" in page.text
+    assert "<code>_SESSION_ETIME</code>" in page.text
+    assert "[&#x27;admin&#x27;, &#x27;editor&#x27;]" in page.text
+
+
+def test_the_perl_page_survives_a_forged_cookie(demo: TestApp) -> None:
+    demo.reset()
+    page = demo.get("/perl/forge").follow()
+    assert page.status_int == 200
+    assert "No Perl session" in page.text

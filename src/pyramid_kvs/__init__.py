@@ -11,6 +11,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 
 from .cache import Cache
+from .perlsess import PerlSession
 from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs
 from .settings import configured_components
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
@@ -18,6 +19,7 @@ from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, r
 __all__ = [
     "KVS",
     "Cache",
+    "PerlSession",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -33,6 +35,13 @@ def request_cache(request: Request) -> Cache:
     cache = get_kvs(request.registry).cache
     assert cache is not None  # the method is only added when the cache is configured
     return cache
+
+
+def request_perlsess(request: Request) -> PerlSession:
+    """``request.perlsess``: the Perl session named by the request's cookie, read lazily."""
+    reader = get_kvs(request.registry).perlsess
+    assert reader is not None  # the method is only added when perlsess is configured
+    return reader.for_request(request)
 
 
 def includeme(config: Configurator) -> None:
@@ -53,3 +62,5 @@ def includeme(config: Configurator) -> None:
     config.action(REGISTRY_KEY, setup)
     if "cache" in present:
         config.add_request_method(request_cache, "cache", reify=True)
+    if "perlsess" in present:
+        config.add_request_method(request_perlsess, "perlsess", reify=True)

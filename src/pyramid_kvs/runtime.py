@@ -18,7 +18,14 @@ from pyramid.registry import Registry
 
 from .cache import Cache
 from .codecs import Codec, get_codec
-from .settings import CacheSettings, StoreSpec, parse_cache
+from .perlsess import PerlSessionReader
+from .settings import (
+    CacheSettings,
+    PerlSessionSettings,
+    StoreSpec,
+    parse_cache,
+    parse_perlsess,
+)
 from .stores import MissingExtra, Store, create_store
 
 REGISTRY_KEY = "pyramid_kvs"
@@ -32,6 +39,8 @@ class KVS:
 
     cache_settings: CacheSettings | None = None
     cache: Cache | None = None
+    perlsess_settings: PerlSessionSettings | None = None
+    perlsess: PerlSessionReader | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -82,6 +91,12 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
             raise_errors=cache_settings.raise_errors,
             lock_timeout=cache_settings.lock_timeout,
             lock_wait=cache_settings.lock_wait,
+        )
+    kvs.perlsess_settings = perlsess_settings = parse_perlsess(settings)
+    if perlsess_settings is not None:
+        kvs.perlsess = PerlSessionReader(
+            kvs.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
+            perlsess_settings,
         )
     return kvs
 

@@ -23,6 +23,7 @@ the application at start-up instead of surfacing as a 500 in production.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -336,6 +337,53 @@ def parse_cache(settings: Mapping[str, Any]) -> CacheSettings | None:
         return None
     values = parse_fields(raw, prefix, CACHE_FIELDS)
     return CacheSettings(store=parse_store(raw, prefix), **values)
+
+
+#: characters RFC 6265 allows in a cookie name (a "token")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+
+
+def to_cookie_name(value: Any) -> str:
+    name = to_str(value).strip()
+    if not _COOKIE_NAME.fullmatch(name):
+        raise ValueError("expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+    return name
+
+
+@dataclass(frozen=True)
+class PerlSessionSettings:
+    """``kvs.perlsess``: the Perl application's sessions behind ``request.perlsess``.
+
+    The defaults are the original add-on's, so its ``.ini`` lines keep working.
+    """
+
+    store: StoreSpec
+    #: prepended to the session id to form the store key the Perl side writes
+    key_prefix: str = "perlsess::"
+    #: the cookie holding the session id (CGI::Session: CGISESSID, Plack: plack_session)
+    cookie_name: str = "session_id"
+    #: how the Perl side serialized the session: "storable" or "json"
+    codec: str = "storable"
+    #: bytes a stored value may have, compressed and again decompressed
+    max_size: int = 1024 * 1024
+
+
+PERLSESS_FIELDS = (
+    Field("key_prefix", to_key_prefix, "perlsess::"),
+    Field("cookie_name", to_cookie_name, "session_id"),
+    Field("codec", one_of("storable", "json"), "storable"),
+    Field("max_size", to_positive_int, 1024 * 1024),
+)
+
+
+def parse_perlsess(settings: Mapping[str, Any]) -> PerlSessionSettings | None:
+    """``kvs.perlsess`` as :class:`PerlSessionSettings`, or ``None`` when not configured."""
+    prefix = f"{SETTINGS_PREFIX}.perlsess"
+    raw = raw_component(settings, "perlsess")
+    if raw is None:
+        return None
+    values = parse_fields(raw, prefix, PERLSESS_FIELDS)
+    return PerlSessionSettings(store=parse_store(raw, prefix), **values)
 
 
 def configured_components(settings: Mapping[str, Any]) -> set[str]:
