@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 
+if TYPE_CHECKING:
+    from .ratelimit.limiter import RateLimiter
+
 from .cache import Cache
 from .codecs import Codec, get_codec
-from .settings import CacheSettings, StoreSpec, parse_cache
+from .settings import CacheSettings, RateLimitSettings, StoreSpec, parse_cache, parse_ratelimit
 from .stores import MissingExtra, Store, create_store
 
 REGISTRY_KEY = "pyramid_kvs"
@@ -32,6 +35,8 @@ class KVS:
 
     cache_settings: CacheSettings | None = None
     cache: Cache | None = None
+    ratelimit_settings: RateLimitSettings | None = None
+    ratelimiter: RateLimiter | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -82,6 +87,14 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
             raise_errors=cache_settings.raise_errors,
             lock_timeout=cache_settings.lock_timeout,
             lock_wait=cache_settings.lock_wait,
+        )
+    kvs.ratelimit_settings = ratelimit_settings = parse_ratelimit(settings)
+    if ratelimit_settings is not None:
+        from .ratelimit.limiter import RateLimiter
+
+        kvs.ratelimiter = RateLimiter(
+            kvs.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
+            ratelimit_settings,
         )
     return kvs
 
