@@ -50,12 +50,9 @@ def client_address(request: Request, trusted_proxies: int = 0) -> str:
     peer = request.remote_addr or "unknown"
     if trusted_proxies <= 0:
         return peer
-    forwarded = [
-        part.strip()
-        for header in request.headers.getall("X-Forwarded-For")
-        for part in header.split(",")
-        if part.strip()
-    ]
+    # WSGI servers join repeated headers with commas.
+    header = request.environ.get("HTTP_X_FORWARDED_FOR", "")
+    forwarded = [part.strip() for part in header.split(",") if part.strip()]
     chain = [*forwarded, peer]
     return chain[max(0, len(chain) - 1 - trusted_proxies)]
 
