@@ -239,6 +239,15 @@ def test_on_redis_the_check_shares_a_round_trip_with_other_work(redis_url: str) 
     assert other.value == b"loaded"
 
 
+def test_the_limiter_joins_the_session_store_when_it_has_none(redis_url: str) -> None:
+    app = make_app({"kvs.session.url": redis_url, "kvs.ratelimit.limits": "2/day"})
+    limiter = get_kvs(app.app.registry).ratelimiter
+    assert limiter is not None and limiter.store.name == "redis"
+    app.get("/"), app.get("/")
+    app.get("/", status=429)
+    assert limiter.store.scan("*")  # the counters live in the session's Redis
+
+
 # -- holders -----------------------------------------------------------------------------------
 
 

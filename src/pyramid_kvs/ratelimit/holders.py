@@ -36,7 +36,9 @@ def session_id_of(request: Request, session_type: str, key_name: str) -> str | N
         value = request.headers.get(key_name)
     else:
         value = request.cookies.get(key_name)
-    return value.strip() or None if value else None
+    if value is None or not value.strip():
+        return None
+    return value.strip()
 
 
 def client_address(request: Request, trusted_proxies: int = 0) -> str:
