@@ -49,3 +49,15 @@ def test_the_perl_page_survives_a_forged_cookie(demo: TestApp) -> None:
     page = demo.get("/perl/forge").follow()
     assert page.status_int == 200
     assert "No Perl session" in page.text
+
+
+def test_the_rate_limited_endpoint_shows_its_headers_then_429(demo: TestApp) -> None:
+    page = demo.get("/ratelimit")
+    assert "5/10 seconds" in page.text and "Call the endpoint" in page.text
+    assert page.headers["RateLimit-Policy"] == '"default";q=120;w=60'
+    answers = [demo.get("/ratelimit/api", status="*") for _ in range(6)]
+    assert [answer.status_int for answer in answers] == [200] * 5 + [429]
+    assert answers[0].json["limits"] == [{"policy": "view", "limit": "5/10s", "remaining": 4}]
+    assert answers[0].headers["RateLimit-Policy"] == '"view";q=5;w=10'
+    assert answers[4].headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(answers[5].headers["Retry-After"]) <= 20

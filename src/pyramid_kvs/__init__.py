@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pyramid.config import Configurator
 from pyramid.request import Request
+from pyramid.tweens import EXCVIEW
+from pyramid.viewderivers import INGRESS
 
 from .cache import Cache
 from .perlsess import PerlSession
@@ -64,3 +66,12 @@ def includeme(config: Configurator) -> None:
         config.add_request_method(request_cache, "cache", reify=True)
     if "perlsess" in present:
         config.add_request_method(request_perlsess, "perlsess", reify=True)
+    # Always registered, so that views may declare ratelimit=... in any application.
+    config.add_view_deriver(
+        "pyramid_kvs.ratelimit.deriver.ratelimit_view", under=INGRESS, over="secured_view"
+    )
+    if "ratelimit" in present:
+        config.add_tween("pyramid_kvs.ratelimit.tween.ratelimit_tween_factory", over=EXCVIEW)
+        config.add_request_method(
+            "pyramid_kvs.ratelimit.tween.request_ratelimit", "ratelimit", property=True
+        )

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
+
+if TYPE_CHECKING:
+    from .ratelimit.limiter import RateLimiter
 
 from .cache import Cache
 from .codecs import Codec, get_codec
@@ -22,9 +25,11 @@ from .perlsess import PerlSessionReader
 from .settings import (
     CacheSettings,
     PerlSessionSettings,
+    RateLimitSettings,
     StoreSpec,
     parse_cache,
     parse_perlsess,
+    parse_ratelimit,
 )
 from .stores import MissingExtra, Store, create_store
 
@@ -41,6 +46,8 @@ class KVS:
     cache: Cache | None = None
     perlsess_settings: PerlSessionSettings | None = None
     perlsess: PerlSessionReader | None = None
+    ratelimit_settings: RateLimitSettings | None = None
+    ratelimiter: RateLimiter | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -97,6 +104,14 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
         kvs.perlsess = PerlSessionReader(
             kvs.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
             perlsess_settings,
+        )
+    kvs.ratelimit_settings = ratelimit_settings = parse_ratelimit(settings)
+    if ratelimit_settings is not None:
+        from .ratelimit.limiter import RateLimiter
+
+        kvs.ratelimiter = RateLimiter(
+            kvs.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
+            ratelimit_settings,
         )
     return kvs
 

@@ -34,6 +34,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
 from .codecs import codec_names
+from .ratelimit.limits import ALGORITHMS, Limit, parse_limits
 from .stores import canonical_name, registered_names
 
 SETTINGS_PREFIX = "kvs"
@@ -80,6 +81,18 @@ def to_ttl(value: Any) -> int | None:
         return to_positive_int(value)
     except ValueError:
         raise ValueError("expected a positive number of seconds, or none") from None
+
+
+def to_non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, 0 or more")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError("expected a whole number, 0 or more") from None
+    if not isinstance(number, int) or number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
 
 
 def to_positive_float(value: Any) -> float:
@@ -384,6 +397,103 @@ def parse_perlsess(settings: Mapping[str, Any]) -> PerlSessionSettings | None:
         return None
     values = parse_fields(raw, prefix, PERLSESS_FIELDS)
     return PerlSessionSettings(store=parse_store(raw, prefix), **values)
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """``kvs.ratelimit``: the request rate limiter (see ``docs/ratelimit.md``)."""
+
+    store: StoreSpec
+    #: every request must fit all of them; empty: only views with their own limit
+    limits: tuple[Limit, ...] = (Limit(15, 1),)
+    key_prefix: str = "ratelimit::"
+    algorithm: str = "fixed"
+    #: who a limit applies to: session, ip, userid, header:NAME or a dotted name
+    key: str = "session"
+    #: how many reverse proxies in front of the application append X-Forwarded-For
+    trusted_proxies: int = 0
+    #: which headers describe the limit: both, legacy, ietf or none
+    headers: str = "both"
+    #: when the store is unreachable: allow (and log) or deny (503)
+    on_error: str = "allow"
+    #: how the session id travels (read from ``kvs.session``): cookie or header
+    session_type: str = "cookie"
+    #: the cookie or header carrying the session id
+    session_key_name: str = "session_id"
+
+
+HOLDER_KINDS = ("session", "ip", "userid")
+_DOTTED_NAME = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def to_holder_key(value: Any) -> str:
+    """``session``, ``ip``, ``userid``, ``header:NAME`` or a dotted name of a callable."""
+    expected = "expected session, ip, userid, header:NAME or a dotted name (pkg.module.func)"
+    if not isinstance(value, str):
+        raise ValueError(expected)
+    value = value.strip()
+    if value in HOLDER_KINDS:
+        return value
+    if value.startswith("header:"):
+        if not _HEADER_NAME.match(value[len("header:") :]):
+            raise ValueError(expected)
+        return value
+    if ("." in value or ":" in value) and _DOTTED_NAME.match(value):
+        return value
+    raise ValueError(expected)
+
+
+def to_limits(value: Any) -> tuple[Limit, ...]:
+    return parse_limits(value)
+
+
+RATELIMIT_FIELDS = (
+    Field("window", to_positive_int, 1),
+    Field("limit", to_positive_int, 15),
+    Field("limits", to_limits, None),
+    Field("key_prefix", to_key_prefix, "ratelimit::"),
+    Field("algorithm", one_of(*ALGORITHMS), "fixed"),
+    Field("key", to_holder_key, "session"),
+    Field("trusted_proxies", to_non_negative_int, 0),
+    Field("headers", one_of("both", "legacy", "ietf", "none"), "both"),
+    Field("on_error", one_of("allow", "deny"), "allow"),
+)
+
+
+def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
+    """``kvs.ratelimit`` as :class:`RateLimitSettings`, or ``None`` when not configured.
+
+    ``limits`` wins over the original ``window`` / ``limit`` pair.  Without a store
+    of its own (``kvs``, ``type``, ``kvs_kwargs`` or ``url``) the limiter uses the
+    session's, so that one round trip can serve both.
+    """
+    prefix = f"{SETTINGS_PREFIX}.ratelimit"
+    raw = raw_component(settings, "ratelimit")
+    if raw is None:
+        return None
+    values = parse_fields(raw, prefix, RATELIMIT_FIELDS)
+    window, limit, limits = values.pop("window"), values.pop("limit"), values.pop("limits")
+    if limits is None:
+        limits = (Limit(limit, window),)
+    session = raw_component(settings, "session") or {}
+    if any(raw.get(key) is not None for key in STORE_FIELDS):
+        store = parse_store(raw, prefix)
+    elif any(session.get(key) is not None for key in STORE_FIELDS):
+        store = parse_store(session, f"{SETTINGS_PREFIX}.session")
+    else:
+        store = StoreSpec(origin=prefix)
+    session_type = str(session.get("session_type") or "cookie").strip()
+    if session_type not in {"cookie", "header"}:
+        session_type = "cookie"  # the session component reports its own bad settings
+    key_name = str(session.get("key_name") or "session_id").strip() or "session_id"
+    return RateLimitSettings(
+        store=store,
+        limits=limits,
+        session_type=session_type,
+        session_key_name=key_name,
+        **values,
+    )
 
 
 def configured_components(settings: Mapping[str, Any]) -> set[str]:

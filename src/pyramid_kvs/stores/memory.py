@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .base import Store, StoredRecord, StoreError, check_ttl, check_value, glob_matcher
@@ -53,6 +54,18 @@ class MemoryStore(Store):
         return cls(max_entries=max_entries)
 
     # The lock and the data are shared by every prefixed view (see with_prefix).
+
+    def atomically(self) -> AbstractContextManager[Any]:
+        """Hold the store's lock: a read-modify-write inside is atomic for every caller.
+
+        The lock is reentrant, so the store's own methods work inside the block; it
+        is what the rate limiter's memory algorithms use instead of a script.
+        """
+        return self._lock
+
+    def now(self) -> float:
+        """The store's clock (monotonic by default, injectable for tests), in seconds."""
+        return self._clock()
 
     def _expiry(self, ttl: int | None) -> float | None:
         ttl = check_ttl(ttl)

@@ -1,0 +1,21 @@
+"""Rate limiting: at most N requests per window per holder, atomic, one round trip.
+
+One module per concern:
+
+``limits``       limits ("15/second"), per-limit states, a request's ``Outcome``
+``algorithms``   the arithmetic of fixed window, sliding window counter and GCRA
+``memory`` / ``redis`` / ``memcached``   each store's atomic implementation
+``holders``      who a limit applies to (session, ip, userid, header, callable)
+``limiter``      ``RateLimiter``: a check queued on a store batch
+``headers``      legacy ``X-RateLimit-*`` and IETF ``RateLimit`` / ``RateLimit-Policy``
+``tween``        the tween that checks each request before its view
+``deriver``      the ``ratelimit=`` view option
+
+User documentation: ``docs/ratelimit.md``.
+"""
+
+from __future__ import annotations
+
+from .limits import Limit, LimitState, Outcome, parse_limits
+
+__all__ = ["Limit", "LimitState", "Outcome", "parse_limits"]

@@ -1,0 +1,116 @@
+"""Who a limit applies to: the *holder* of a request, as a short store key.
+
+Every kind falls back to the client address when the request does not carry what
+it looks for (no session id yet, anonymous user, missing header), so a client can
+never escape the limit by leaving something out.
+
+The session id is read from the request the way the session transport sends it
+(cookie or header), *without* loading the session: the limit is checked before the
+application pays for anything else.  Note that an id the client made up counts as
+a holder of its own, so ``session`` limits well-behaved clients; against abuse, key
+on ``ip`` or ``userid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from pyramid.exceptions import ConfigurationError
+from pyramid.path import DottedNameResolver
+from pyramid.request import Request
+
+from ..settings import RateLimitSettings
+
+HolderFunction = Callable[[Request], str]
+
+
+def session_id_of(request: Request, session_type: str, key_name: str) -> str | None:
+    """The session id the request carries in its cookie (or header), if any.
+
+    The session component will replace this with its own reader; until then it
+    follows the ``kvs.session`` settings ``session_type`` and ``key_name``.
+    """
+    if session_type == "header":
+        value = request.headers.get(key_name)
+    else:
+        value = request.cookies.get(key_name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def client_address(request: Request, trusted_proxies: int = 0) -> str:
+    """The client's address; ``X-Forwarded-For`` counts only behind trusted proxies.
+
+    Each of *trusted_proxies* reverse proxies appends the address it received the
+    request from, so the client is the entry that many places from the right, the
+    direct peer (``REMOTE_ADDR``) included.  Anything further left was written by
+    the client and is ignored.
+    """
+    peer = request.remote_addr or "unknown"
+    if trusted_proxies <= 0:
+        return peer
+    # WSGI servers join repeated headers with commas.
+    header = request.environ.get("HTTP_X_FORWARDED_FOR", "")
+    forwarded = [part.strip() for part in header.split(",") if part.strip()]
+    chain = [*forwarded, peer]
+    return chain[max(0, len(chain) - 1 - trusted_proxies)]
+
+
+def _digest(value: str) -> str:
+    """Session ids and header values are secrets or free text: keep a digest instead."""
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def build_holder(settings: RateLimitSettings) -> HolderFunction:
+    """The function mapping a request to its holder key, from ``kvs.ratelimit.key``.
+
+    A dotted name is resolved now, so a typo stops the application at start-up.
+    """
+    kind, proxies = settings.key, settings.trusted_proxies
+
+    def by_address(request: Request) -> str:
+        return "ip:" + client_address(request, proxies)
+
+    if kind == "ip":
+        return by_address
+    if kind == "session":
+        session_type, key_name = settings.session_type, settings.session_key_name
+
+        def by_session(request: Request) -> str:
+            session_id = session_id_of(request, session_type, key_name)
+            return "session:" + _digest(session_id) if session_id else by_address(request)
+
+        return by_session
+    if kind == "userid":
+
+        def by_userid(request: Request) -> str:
+            userid = request.authenticated_userid
+            return f"user:{userid}" if userid is not None else by_address(request)
+
+        return by_userid
+    if kind.startswith("header:"):
+        name = kind[len("header:") :]
+
+        def by_header(request: Request) -> str:
+            value = request.headers.get(name)
+            return "header:" + _digest(value) if value else by_address(request)
+
+        return by_header
+    try:
+        function: Any = DottedNameResolver().resolve(kind)
+    except (ImportError, ValueError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"kvs.ratelimit.key: cannot import {kind!r} ({exc}); expected session, ip, "
+            "userid, header:NAME or the dotted name of a function of the request"
+        ) from None
+    if not callable(function):
+        raise ConfigurationError(f"kvs.ratelimit.key: {kind!r} is not callable")
+
+    def by_function(request: Request) -> str:
+        holder = function(request)
+        return "custom:" + str(holder) if holder is not None else by_address(request)
+
+    return by_function

@@ -1,0 +1,124 @@
+"""The rate limiter: settings, a store, and a check that joins a store batch.
+
+A check is expressed as operations queued on a :class:`~pyramid_kvs.stores.Batch`
+and a result read after the batch ran, so it can share the batch - one round trip
+on Redis - with the rest of the request's store work::
+
+    batch = limiter.store.batch()
+    check = limiter.queue(batch, holder, limits)
+    ...                               # other components queue their own operations
+    batch.execute()
+    outcome = check.outcome()         # an Outcome: allowed, states, headers
+
+Redis joins the pipeline with one script; memcached and memory have no pipeline to
+join and run their atomic sequence when the outcome is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pyramid.exceptions import ConfigurationError
+from pyramid.request import Request
+
+from ..settings import RateLimitSettings
+from ..stores import Batch, Store
+from ..stores.memory import MemoryStore
+from .holders import HolderFunction, build_holder
+from .limits import Limit, LimitState, Outcome, policy_names
+
+#: the IETF policy name of the application-wide limits
+DEFAULT_SCOPE = "default"
+
+
+class Engine(Protocol):
+    """One store's implementation of the algorithms."""
+
+    def queue(
+        self, batch: Batch, base_key: str, limits: tuple[Limit, ...]
+    ) -> Callable[[], tuple[LimitState, ...]]:
+        """Queue the check of *limits* on *batch*; the callable reads its verdict."""
+
+
+def build_engine(store: Store, algorithm: str) -> Engine:
+    """The implementation of *algorithm* for *store*'s backend."""
+    if isinstance(store, MemoryStore):
+        from .memory import MemoryEngine
+
+        return MemoryEngine(store, algorithm)
+    if store.name == "redis":
+        from ..stores.redis import RedisStore
+        from .redis import RedisEngine
+
+        if isinstance(store, RedisStore):
+            return RedisEngine(store, algorithm)
+    if store.name == "memcached":
+        from ..stores.memcached import MemcachedStore
+        from .memcached import MemcachedEngine
+
+        if isinstance(store, MemcachedStore):
+            return MemcachedEngine(store, algorithm)
+    raise ConfigurationError(
+        f"kvs.ratelimit: the {store.name} store cannot rate limit; "
+        "use a memory, redis or memcached store"
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    """A queued check; :meth:`outcome` is available once its batch has run."""
+
+    names: tuple[str, ...]
+    resolve: Callable[[], tuple[LimitState, ...]]
+
+    def outcome(self) -> Outcome:
+        """The verdict; raises :class:`~pyramid_kvs.stores.StoreError` on failure."""
+        return Outcome(self.resolve(), self.names)
+
+
+class RateLimiter:
+    """Checks requests against limits in one store; one per application."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: RateLimitSettings,
+        holder: HolderFunction | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.limits = settings.limits
+        self.algorithm = settings.algorithm
+        self.holder_of: HolderFunction = holder or build_holder(settings)
+        self.engine = build_engine(store, settings.algorithm)
+
+    def queue(
+        self,
+        batch: Batch,
+        holder: str,
+        limits: tuple[Limit, ...] | None = None,
+        scope: str = DEFAULT_SCOPE,
+    ) -> Check:
+        """Queue the check of one request of *holder* against *limits* (default: the
+        application-wide ones) on *batch*.
+
+        *scope* separates the counters of views with their own limits from the
+        application-wide ones, and names the IETF policies.
+        """
+        limits = self.limits if limits is None else limits
+        if not limits:
+            raise ValueError("no limit to check")
+        base_key = f"{holder}:{scope}:{self.algorithm[0]}"
+        names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
+        return Check(names, self.engine.queue(batch, base_key, limits))
+
+    def check(
+        self, request: Request, limits: tuple[Limit, ...] | None = None, scope: str = DEFAULT_SCOPE
+    ) -> Outcome:
+        """Check one request on its own batch (one round trip on Redis)."""
+        batch = self.store.batch()
+        pending = self.queue(batch, self.holder_of(request), limits, scope)
+        batch.execute()
+        return pending.outcome()
