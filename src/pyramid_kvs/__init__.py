@@ -12,18 +12,22 @@ from pyramid.request import Request
 
 from .cache import Cache
 from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs
+from .session import KVSSession, SessionUnavailable, prefetch_session
 from .settings import configured_components
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
 
 __all__ = [
     "KVS",
     "Cache",
+    "KVSSession",
+    "SessionUnavailable",
     "Store",
     "StoreError",
     "StoreUnavailable",
     "UnsupportedOperation",
     "get_kvs",
     "includeme",
+    "prefetch_session",
     "register",
 ]
 
@@ -33,6 +37,17 @@ def request_cache(request: Request) -> Cache:
     cache = get_kvs(request.registry).cache
     assert cache is not None  # the method is only added when the cache is configured
     return cache
+
+
+def session_factory(request: Request) -> KVSSession:
+    """The ``ISessionFactory`` given to Pyramid: this application's own factory.
+
+    It looks the factory up on the registry at request time, because settings are
+    parsed in a deferred action that has not run yet when ``includeme`` does.
+    """
+    factory = get_kvs(request.registry).session_factory
+    assert factory is not None  # set only when sessions are configured
+    return factory(request)
 
 
 def includeme(config: Configurator) -> None:
@@ -53,3 +68,5 @@ def includeme(config: Configurator) -> None:
     config.action(REGISTRY_KEY, setup)
     if "cache" in present:
         config.add_request_method(request_cache, "cache", reify=True)
+    if "session" in present:
+        config.set_session_factory(session_factory)

@@ -18,7 +18,8 @@ from pyramid.registry import Registry
 
 from .cache import Cache
 from .codecs import Codec, get_codec
-from .settings import CacheSettings, StoreSpec, parse_cache
+from .session import SessionFactory
+from .settings import CacheSettings, SessionSettings, StoreSpec, parse_cache, parse_session
 from .stores import MissingExtra, Store, create_store
 
 REGISTRY_KEY = "pyramid_kvs"
@@ -32,6 +33,9 @@ class KVS:
 
     cache_settings: CacheSettings | None = None
     cache: Cache | None = None
+    session_settings: SessionSettings | None = None
+    #: builds ``request.session``; None when sessions are not configured
+    session_factory: SessionFactory | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -82,6 +86,13 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
             raise_errors=cache_settings.raise_errors,
             lock_timeout=cache_settings.lock_timeout,
             lock_wait=cache_settings.lock_wait,
+        )
+    kvs.session_settings = session_settings = parse_session(settings)
+    if session_settings is not None:
+        kvs.session_factory = SessionFactory(
+            session_settings,
+            kvs.store_for(session_settings.store, session_settings.key_prefix),
+            build_codec(session_settings.codec, "kvs.session"),
         )
     return kvs
 
