@@ -162,7 +162,10 @@ class SessionFactory:
     def incoming(self, request: Request) -> str | None:
         """The raw id the request carries (cookie value or header token), unchecked."""
         if self.uses_cookie:
-            return request.cookies.get(self.settings.key_name)
+            try:
+                return request.cookies.get(self.settings.key_name)
+            except UnicodeDecodeError:  # WebOb cannot parse a Cookie header that is not UTF-8
+                return None
         for name in self.settings.key_names:
             value = request.headers.get(name)
             if value is not None and value.strip():
