@@ -27,3 +27,25 @@ def test_the_cache_page_shows_a_miss_then_a_hit(demo: TestApp) -> None:
     second = demo.get("/")
     assert 'a cache <b class="hit">hit</b>' in second.text
     assert "Visits counted" in second.text and ": 2</p>" in second.text
+
+
+def test_the_session_page(demo: TestApp) -> None:
+    demo.reset()
+    first = demo.get("/session")
+    assert '<b id="visits">1</b>' in first.text
+    cookie = demo.cookies["session_id"]
+    assert '<b id="visits">2</b>' in demo.get("/session").text
+    form = first.forms[1]  # the notes form
+    form["note"] = "buy milk"
+    added = form.submit().follow()
+    assert "<li>buy milk</li>" in added.text and "Note added." in added.text
+    demo.post("/session/note", {"note": "forged"}, status=400)  # no CSRF token
+    login = demo.get("/session").forms[0]
+    login["user"] = "ada"
+    welcome = login.submit().follow()
+    assert "Logged in as <b>ada</b>" in welcome.text and "Welcome, ada!" in welcome.text
+    assert demo.cookies["session_id"] != cookie  # the login rotated the id
+    assert "<li>buy milk</li>" in welcome.text  # and kept the data
+    logout = welcome.forms[0].submit().follow()
+    assert "Logged out" in logout.text and "ada" not in logout.text
+    assert '<b id="visits">1</b>' in logout.text
