@@ -184,7 +184,6 @@ def test_bad_settings_fail_at_start_up(settings: dict[str, Any], names: list[str
 def test_the_session_is_an_isession(backend_url: str) -> None:
     app = make_app(backend_url)
     seen: list[Any] = []
-    app.app.registry  # noqa: B018
     config = Configurator(registry=app.app.registry)
     config.add_route("kind", "/kind")
     config.add_view(lambda request: seen.append(request.session) or {}, route_name="kind",
@@ -780,3 +779,5 @@ def test_the_testing_include_mocks_the_session_store() -> None:
     app.get("/set/a/1")
     assert app.get("/show").json["data"] == {"a": 1}
     assert len(list(mock_store(config.registry, "session").scan())) == 1
+    with pytest.raises(LookupError, match="cache"):
+        mock_store(config.registry, "cache")
