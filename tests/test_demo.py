@@ -61,3 +61,25 @@ def test_the_rate_limited_endpoint_shows_its_headers_then_429(demo: TestApp) -> 
     assert answers[0].headers["RateLimit-Policy"] == '"view";q=5;w=10'
     assert answers[4].headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(answers[5].headers["Retry-After"]) <= 20
+
+
+def test_the_session_page(demo: TestApp) -> None:
+    demo.reset()
+    first = demo.get("/session")
+    assert '<b id="visits">1</b>' in first.text
+    cookie = demo.cookies["session_id"]
+    assert '<b id="visits">2</b>' in demo.get("/session").text
+    form = first.forms[1]  # the notes form
+    form["note"] = "buy milk"
+    added = form.submit().follow()
+    assert "<li>buy milk</li>" in added.text and "Note added." in added.text
+    demo.post("/session/note", {"note": "forged"}, status=400)  # no CSRF token
+    login = demo.get("/session").forms[0]
+    login["user"] = "ada"
+    welcome = login.submit().follow()
+    assert "Logged in as <b>ada</b>" in welcome.text and "Welcome, ada!" in welcome.text
+    assert demo.cookies["session_id"] != cookie  # the login rotated the id
+    assert "<li>buy milk</li>" in welcome.text  # and kept the data
+    logout = welcome.forms[0].submit().follow()
+    assert "Logged out" in logout.text and "ada" not in logout.text
+    assert '<b id="visits">1</b>' in logout.text

@@ -475,3 +475,38 @@ def test_redis_waits_a_bounded_time_unless_told_otherwise() -> None:
 def test_redis_refuses_decoded_responses() -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         create_store("redis", {"decode_responses": True})
+
+
+def test_a_batch_carries_records_of_another_prefix_of_its_client(store: Store) -> None:
+    sessions = store.with_prefix("sessions::")
+    sessions.replace_record("r", {"a": b"1"}, 60)
+    with store.batch() as batch:
+        counted = batch.incr("hits", ttl=60)
+        record = batch.load_record("r", 60, store=sessions)
+        batch.replace_record("moved", {"b": b"2"}, 60, store=sessions)
+    assert counted.value == 1
+    assert record.value is not None and dict(record.value.fields) == {"a": b"1"}
+    moved = sessions.load_record("moved", 60)
+    assert moved is not None and dict(moved.fields) == {"b": b"2"}
+    assert store.load_record("moved", 60) is None  # written under the other prefix only
+    assert store.shares_client_with(sessions)
+
+
+def test_a_batch_refuses_a_store_on_another_client(store: Store) -> None:
+    other = MemoryStore()
+    assert not store.shares_client_with(other)
+    with pytest.raises(ValueError, match="does not share"):
+        store.batch().load_record("r", 60, store=other)
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+def test_a_redis_batch_of_two_prefixes_is_one_round_trip(store: Store) -> None:
+    sessions = store.with_prefix("sessions::")
+    sessions.replace_record("r", {"a": b"1"}, 60)
+    with count_round_trips() as trips, store.batch() as batch:
+        batch.incr("hits", ttl=60)
+        record = batch.load_record("r", 60, store=sessions)
+        batch.delete("old")
+        batch.replace_record("new", {"b": b"2"}, 60, store=sessions)
+    assert trips.redis == 1
+    assert record.value is not None

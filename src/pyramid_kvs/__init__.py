@@ -15,19 +15,23 @@ from pyramid.viewderivers import INGRESS
 from .cache import Cache
 from .perlsess import PerlSession
 from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs
+from .session import KVSSession, SessionUnavailable, prefetch_session
 from .settings import configured_components
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
 
 __all__ = [
     "KVS",
     "Cache",
+    "KVSSession",
     "PerlSession",
+    "SessionUnavailable",
     "Store",
     "StoreError",
     "StoreUnavailable",
     "UnsupportedOperation",
     "get_kvs",
     "includeme",
+    "prefetch_session",
     "register",
 ]
 
@@ -44,6 +48,17 @@ def request_perlsess(request: Request) -> PerlSession:
     reader = get_kvs(request.registry).perlsess
     assert reader is not None  # the method is only added when perlsess is configured
     return reader.for_request(request)
+
+
+def session_factory(request: Request) -> KVSSession:
+    """The ``ISessionFactory`` given to Pyramid: this application's own factory.
+
+    It looks the factory up on the registry at request time, because settings are
+    parsed in a deferred action that has not run yet when ``includeme`` does.
+    """
+    factory = get_kvs(request.registry).session_factory
+    assert factory is not None  # set only when sessions are configured
+    return factory(request)
 
 
 def includeme(config: Configurator) -> None:
@@ -75,3 +90,5 @@ def includeme(config: Configurator) -> None:
         config.add_request_method(
             "pyramid_kvs.ratelimit.tween.request_ratelimit", "ratelimit", property=True
         )
+    if "session" in present:
+        config.set_session_factory(session_factory)

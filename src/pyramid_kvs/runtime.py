@@ -22,14 +22,17 @@ if TYPE_CHECKING:
 from .cache import Cache
 from .codecs import Codec, get_codec
 from .perlsess import PerlSessionReader
+from .session import SessionFactory
 from .settings import (
     CacheSettings,
     PerlSessionSettings,
     RateLimitSettings,
+    SessionSettings,
     StoreSpec,
     parse_cache,
     parse_perlsess,
     parse_ratelimit,
+    parse_session,
 )
 from .stores import MissingExtra, Store, create_store
 
@@ -48,6 +51,9 @@ class KVS:
     perlsess: PerlSessionReader | None = None
     ratelimit_settings: RateLimitSettings | None = None
     ratelimiter: RateLimiter | None = None
+    session_settings: SessionSettings | None = None
+    #: builds ``request.session``; None when sessions are not configured
+    session_factory: SessionFactory | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -104,6 +110,13 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
         kvs.perlsess = PerlSessionReader(
             kvs.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
             perlsess_settings,
+        )
+    kvs.session_settings = session_settings = parse_session(settings)
+    if session_settings is not None:
+        kvs.session_factory = SessionFactory(
+            session_settings,
+            kvs.store_for(session_settings.store, session_settings.key_prefix),
+            build_codec(session_settings.codec, "kvs.session"),
         )
     kvs.ratelimit_settings = ratelimit_settings = parse_ratelimit(settings)
     if ratelimit_settings is not None:

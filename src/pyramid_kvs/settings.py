@@ -227,6 +227,8 @@ class Field:
     name: str
     convert: Callable[[Any], Any]
     default: Any = None
+    #: never echo the value in error messages (it ends up in logs)
+    sensitive: bool = False
 
 
 #: The fields every component has for choosing its store.
@@ -336,9 +338,8 @@ def parse_fields(
         try:
             values[spec.name] = spec.convert(raw[spec.name])
         except ValueError as exc:
-            raise ConfigurationError(
-                f"{prefix}.{spec.name}: {exc}, got {raw[spec.name]!r}"
-            ) from None
+            got = "a value of another form" if spec.sensitive else repr(raw[spec.name])
+            raise ConfigurationError(f"{prefix}.{spec.name}: {exc}, got {got}") from None
     return values
 
 
@@ -494,6 +495,131 @@ def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
         session_key_name=key_name,
         **values,
     )
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+#: The names a session id may travel under: cookie and HTTP header tokens.
+_TOKEN_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def to_key_names(value: Any) -> tuple[str, ...]:
+    """One name, or several (a JSON list, or names separated by commas or spaces)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("expected a name or a JSON list of names") from None
+        else:
+            value = [part for part in re.split(r"[\s,]+", text) if part]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("expected a name or a list of names")
+    for name in value:
+        if not isinstance(name, str) or not _TOKEN_NAME.match(name):
+            raise ValueError("expected cookie or header names (letters, digits, - and _)")
+    return tuple(value)
+
+
+def to_secret(value: Any) -> str | None:
+    """A signing secret of at least 32 characters, or none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.strip()) < 32:
+        raise ValueError("expected a random string of at least 32 characters")
+    return value.strip()
+
+
+def to_optional_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return to_str(value).strip()
+
+
+def to_optional_positive_int(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
+        return None
+    return to_positive_int(value)
+
+
+def to_samesite(value: Any) -> str | None:
+    """``Strict``, ``Lax`` or ``None`` (the attribute value; needs ``cookie_secure``)."""
+    choices = {"strict": "Strict", "lax": "Lax", "none": "None"}
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise ValueError("expected one of: Strict, Lax, None")
+    return choices[value.strip().lower()]
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """``kvs.session``: the session factory behind ``request.session``."""
+
+    store: StoreSpec
+    key_prefix: str = "session::"
+    #: idle timeout: a session not used for this many seconds expires
+    ttl: int | None = 300
+    codec: str = "json"
+    #: "cookie" (the id travels in a cookie) or "header" (a token in a header)
+    session_type: str = "cookie"
+    #: the cookie name, or the header names a token is read from, in order
+    key_names: tuple[str, ...] = ("session_id",)
+    #: HMAC key signing cookie ids (and keying the hash of stored ids)
+    secret: str | None = None
+    #: absolute lifetime cap in seconds since creation, whatever the activity
+    lifetime: int | None = None
+    #: "error": a store outage answers 503; "empty": carry on with an unsaved session
+    on_unavailable: str = "error"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: bool = False
+    cookie_httponly: bool = True
+    cookie_samesite: str | None = "Lax"
+    cookie_max_age: int | None = None
+
+    @property
+    def key_name(self) -> str:
+        """The cookie name, or the first header name."""
+        return self.key_names[0]
+
+
+SESSION_FIELDS = (
+    Field("key_prefix", to_key_prefix, "session::"),
+    Field("ttl", to_ttl, 300),
+    Field("codec", to_codec, "json"),
+    Field("session_type", one_of("cookie", "header"), "cookie"),
+    Field("key_name", to_key_names, ("session_id",)),
+    Field("secret", to_secret, None, sensitive=True),
+    Field("lifetime", to_optional_positive_int, None),
+    Field("on_unavailable", one_of("error", "empty"), "error"),
+    Field("cookie_path", to_str, "/"),
+    Field("cookie_domain", to_optional_str, None),
+    Field("cookie_secure", to_bool, False),
+    Field("cookie_httponly", to_bool, True),
+    Field("cookie_samesite", to_samesite, "Lax"),
+    Field("cookie_max_age", to_optional_positive_int, None),
+)
+
+
+def parse_session(settings: Mapping[str, Any]) -> SessionSettings | None:
+    """``kvs.session`` as :class:`SessionSettings`, or ``None`` when not configured."""
+    prefix = f"{SETTINGS_PREFIX}.session"
+    raw = raw_component(settings, "session")
+    if raw is None:
+        return None
+    values = parse_fields(raw, prefix, SESSION_FIELDS)
+    values["key_names"] = values.pop("key_name")
+    if values["session_type"] == "cookie" and len(values["key_names"]) > 1:
+        raise ConfigurationError(
+            f"{prefix}.key_name: expected one cookie name, got {raw['key_name']!r} "
+            "(several names are for session_type = header)"
+        )
+    if values["cookie_samesite"] == "None" and not values["cookie_secure"]:
+        raise ConfigurationError(
+            f"{prefix}.cookie_samesite: None needs cookie_secure = true "
+            "(browsers drop SameSite=None cookies that are not Secure)"
+        )
+    return SessionSettings(store=parse_store(raw, prefix), **values)
 
 
 def configured_components(settings: Mapping[str, Any]) -> set[str]:

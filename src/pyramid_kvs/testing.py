@@ -88,7 +88,10 @@ class MockStore(MemoryStore):
 def mock_store(registry: Registry, component: str = "cache") -> MockStore:
     """The mock store behind *component* ("cache", "session"...) of an application."""
     kvs = get_kvs(registry)
-    store = getattr(kvs, component).store
+    owner = kvs.session_factory if component == "session" else getattr(kvs, component)
+    if owner is None:
+        raise LookupError(f"the {component} component is not configured")
+    store = owner.store
     if not isinstance(store, MockStore):
         raise TypeError(f"the {component} store is {store.name}, not a mock store")
     return store

@@ -249,6 +249,18 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the client's connections."""
 
+    def shared_state(self) -> object:
+        """What every prefixed view of this store shares: its client, or its data.
+
+        Two stores with the same shared state reach the same server through the same
+        connections, so one :class:`Batch` can carry operations for both.
+        """
+        return self
+
+    def shares_client_with(self, other: Store) -> bool:
+        """Whether *other* is a view of the same client (under any prefix)."""
+        return type(self) is type(other) and self.shared_state() is other.shared_state()
+
 
 class Batch:
     """Operations queued to run together, in order, in as few round trips as possible.
@@ -261,12 +273,26 @@ class Batch:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._ops: list[tuple[str, tuple[Any, ...], Pending[Any]]] = []
+        self._ops: list[tuple[Store, str, tuple[Any, ...], Pending[Any]]] = []
 
     def _queue(self, op: str, *args: Any) -> Pending[Any]:
+        return self._queue_on(self.store, op, *args)
+
+    def _queue_on(self, store: Store, op: str, *args: Any) -> Pending[Any]:
+        """Queue *op* on *store*: this batch's store or another view of its client."""
         pending: Pending[Any] = Pending()
-        self._ops.append((op, args, pending))
+        self._ops.append((store, op, args, pending))
         return pending
+
+    def _target(self, store: Store | None) -> Store:
+        if store is None or store is self.store:
+            return self.store
+        if not self.store.shares_client_with(store):
+            raise ValueError(
+                f"this batch runs on the {self.store.name} store's client; "
+                f"the {store.name} store given does not share it"
+            )
+        return store
 
     def get(self, key: str) -> Pending[bytes | None]:
         return self._queue("get", key)
@@ -289,8 +315,22 @@ class Batch:
     def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> Pending[int]:
         return self._queue("incr", key, amount, check_ttl(ttl))
 
-    def load_record(self, key: str, ttl: int | None) -> Pending[StoredRecord | None]:
-        return self._queue("load_record", key, check_ttl(ttl))
+    def load_record(
+        self, key: str, ttl: int | None, *, store: Store | None = None
+    ) -> Pending[StoredRecord | None]:
+        """Queue :meth:`Store.load_record`.
+
+        *store*, when given, is another view of this batch's client (another key
+        prefix): a component can then load its record in a batch another component
+        built, in the same round trip (the session in the rate limiter's batch).
+        """
+        return self._queue_on(self._target(store), "load_record", key, check_ttl(ttl))
+
+    def replace_record(
+        self, key: str, fields: Mapping[str, bytes], ttl: int | None, *, store: Store | None = None
+    ) -> Pending[None]:
+        """Queue :meth:`Store.replace_record` (a session moved to a new id)."""
+        return self._queue_on(self._target(store), "replace_record", key, fields, check_ttl(ttl))
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -301,7 +341,7 @@ class Batch:
         if ops:
             self._run(ops)
 
-    def _run(self, ops: list[tuple[str, tuple[Any, ...], Pending[Any]]]) -> None:
+    def _run(self, ops: list[tuple[Store, str, tuple[Any, ...], Pending[Any]]]) -> None:
         raise NotImplementedError
 
     def __enter__(self) -> Batch:
@@ -318,10 +358,10 @@ class SequentialBatch(Batch):
     For stores without pipelining; in-process stores lose nothing by it.
     """
 
-    def _run(self, ops: list[tuple[str, tuple[Any, ...], Pending[Any]]]) -> None:
-        for op, args, pending in ops:
+    def _run(self, ops: list[tuple[Store, str, tuple[Any, ...], Pending[Any]]]) -> None:
+        for store, op, args, pending in ops:
             try:
-                pending.resolve(getattr(self.store, op)(*args))
+                pending.resolve(getattr(store, op)(*args))
             except StoreUnavailable:
                 raise
             except StoreError as exc:

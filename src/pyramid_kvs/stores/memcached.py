@@ -292,6 +292,9 @@ class MemcachedStore(Store):
     def ping(self) -> None:
         self._call("version")
 
+    def shared_state(self) -> object:
+        return self.client
+
     def close(self) -> None:
         self.client.close()
 

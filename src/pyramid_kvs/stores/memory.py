@@ -243,6 +243,9 @@ class MemoryStore(Store):
     def ping(self) -> None:
         return None
 
+    def shared_state(self) -> object:
+        return self._data
+
     def clear(self) -> None:
         """Forget every entry, under every prefix (for tests and the demo)."""
         with self._lock:

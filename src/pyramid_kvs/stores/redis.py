@@ -278,6 +278,9 @@ class RedisStore(Store):
     def ping(self) -> None:
         self._call("ping")
 
+    def shared_state(self) -> object:
+        return self.client
+
     def close(self) -> None:
         self.client.close()
 
@@ -307,8 +310,8 @@ class RedisBatch(Batch):
         """Queue a Lua script on *keys* (full keys, prefix included) and *args*."""
         return self.command(None, "EVAL", script, len(keys), *keys, *args)
 
-    def _queue(self, op: str, *args: Any) -> Pending[Any]:
-        command, convert = self.store.command_for(op, *args)
+    def _queue_on(self, store: Store, op: str, *args: Any) -> Pending[Any]:
+        command, convert = store.command_for(op, *args)  # type: ignore[attr-defined]
         return self.command(convert, *command)
 
     def __len__(self) -> int:

@@ -1,0 +1,561 @@
+"""``request.session``: a Pyramid ``ISession`` kept in a store, for cookies or API tokens.
+
+How a session is stored, and why
+--------------------------------
+One session is one *record* of the store (a Redis hash; a single memcached value;
+a dict in the memory store): one field per top-level session key, holding that
+key's value encoded with the codec (JSON by default), plus the reserved field
+``__created__``.  The record lives under a hash of the session id, keyed with the
+``secret`` when there is one, so a dump of the store reveals neither cookie ids nor
+API tokens.
+
+Cheap and lazy.  Building ``request.session`` costs nothing; the record is loaded
+when the view first reads or writes the session, with one command that also resets
+its expiry (``ttl`` is an idle timeout).  When the response leaves, each key's
+encoded value is compared with the bytes that were loaded: equal means unchanged,
+so reads never write, and in-place changes of nested values (``session["cart"]
+.append(...)``) are caught without ``changed()``.  A session that stays empty is
+never stored and sets no cookie.
+
+No lost updates.  Only the keys that changed are written, with the store's atomic
+field-level update (a Lua script on Redis; ``gats`` + compare-and-swap on memcached,
+retried on conflict; a lock in the memory store): the other fields keep whatever
+value they have in the store *at that moment*.  Two overlapping requests of one
+session that change different keys therefore both keep their changes, and the
+read-only path still costs one round trip because nothing is locked while the view
+runs.  Two requests changing the *same* key: the last one to finish wins.
+
+An ``invalidate()`` racing with another request's update could let that update
+re-create the record with only its own keys.  Such a record has no ``__created__``
+field - it is never written by updates - so it is recognised and never adopted.
+
+Security.  Ids are 256 random bits from :mod:`secrets`, checked for length and
+alphabet before the store is asked; with a ``secret``, cookies carry an HMAC
+signature and a tampered cookie is refused without a lookup.  An id the store does
+not know is never adopted (no session fixation): writing gives the response a new
+id.  :meth:`KVSSession.regenerate_id` rotates the id, keeping the data - call it at
+login.  A stored value that does not decode gives a fresh session and a warning.
+
+Round trips per request (Redis; memcached too, except that rotating an id is two
+commands there): read-only request 1; request that writes 2; brand-new session 1;
+``invalidate()`` 1.
+
+:func:`prefetch_session` lets another component (the rate limiter) load the session
+in its own batch, so that the session costs no round trip of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from pyramid.httpexceptions import HTTPServiceUnavailable
+from pyramid.interfaces import ISession
+from pyramid.request import Request
+from pyramid.response import Response
+from zope.interface import implementer
+
+from .codecs import Codec
+from .settings import SessionSettings
+from .stores import Batch, Pending, Store, StoreError, StoreUnavailable
+from .stores.base import StoredRecord
+
+log = logging.getLogger(__name__)
+
+#: the reserved record field holding the creation time (Unix seconds)
+CREATED_FIELD = "__created__"
+FLASH_KEY_PREFIX = "_flash:"
+CSRF_KEY = "_csrf_token"
+#: where prefetch_session leaves the pending load for the session
+PREFETCH_ENVIRON_KEY = "pyramid_kvs.session.prefetch"
+
+ID_BYTES = 32  # 256 bits
+_ID = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
+_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 HMAC
+#: header tokens: visible ASCII; short tokens are refused as guessable
+TOKEN_MIN_LENGTH = 16
+TOKEN_MAX_LENGTH = 4096
+_TOKEN = re.compile(r"^[\x21-\x7e][\x20-\x7e]*\Z")
+_RESERVED = re.compile(r"^__.*__\Z", re.DOTALL)
+
+
+class SessionUnavailable(HTTPServiceUnavailable):
+    """The session store cannot be reached (``on_unavailable = error``): a 503.
+
+    Register an exception view for it to render your own page.
+    """
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class SessionFactory:
+    """Builds the session of each request; holds what every session shares.
+
+    One is built per application at start-up (see :mod:`pyramid_kvs.runtime`).
+    *clock* gives Unix time; tests replace it to move through the lifetime cap.
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        store: Store,
+        codec: Codec,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.codec = codec
+        self.clock = clock
+        self._hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
+
+    def __call__(self, request: Request) -> KVSSession:
+        return KVSSession(self, request)
+
+    @property
+    def uses_cookie(self) -> bool:
+        return self.settings.session_type == "cookie"
+
+    # -- ids -------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(ID_BYTES)
+
+    def _signature(self, session_id: str) -> str:
+        assert self.settings.secret is not None
+        mac = hmac.new(self.settings.secret.encode("utf-8"), digestmod=hashlib.sha256)
+        mac.update(b"pyramid_kvs.session.id:" + session_id.encode("ascii"))
+        return _b64(mac.digest())
+
+    def cookie_value(self, session_id: str) -> str:
+        """What the cookie carries: the id, signed when there is a secret."""
+        if self.settings.secret is None:
+            return session_id
+        return f"{session_id}.{self._signature(session_id)}"
+
+    def id_from_cookie(self, value: str) -> str | None:
+        """The id in a cookie value, or ``None`` if malformed or its signature is wrong."""
+        session_id, dot, signature = value.partition(".")
+        if not _ID.match(session_id):
+            return None
+        if self.settings.secret is None:
+            return None if dot else session_id
+        if not _SIGNATURE.match(signature):
+            return None
+        if not hmac.compare_digest(signature, self._signature(session_id)):
+            return None
+        return session_id
+
+    def valid_token(self, token: str) -> bool:
+        return TOKEN_MIN_LENGTH <= len(token) <= TOKEN_MAX_LENGTH and bool(_TOKEN.match(token))
+
+    def incoming(self, request: Request) -> str | None:
+        """The raw id the request carries (cookie value or header token), unchecked."""
+        if self.uses_cookie:
+            try:
+                return request.cookies.get(self.settings.key_name)
+            except UnicodeDecodeError:  # WebOb cannot parse a Cookie header that is not UTF-8
+                return None
+        for name in self.settings.key_names:
+            value = request.headers.get(name)
+            if value is not None and value.strip():
+                return value.strip()
+        return None
+
+    def request_id(self, request: Request) -> str | None:
+        """The request's session id, if well-formed (and correctly signed)."""
+        value = self.incoming(request)
+        if value is None:
+            return None
+        if self.uses_cookie:
+            return self.id_from_cookie(value)
+        return value if self.valid_token(value) else None
+
+    def storage_key(self, session_id: str) -> str:
+        """The store key of a session: a keyed hash, so a store dump reveals no id."""
+        return hmac.new(self._hash_key, session_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def write_ttl(self, created: float, now: float) -> int | None:
+        """The expiry of a write: the idle timeout, shortened by the lifetime cap."""
+        ttl, lifetime = self.settings.ttl, self.settings.lifetime
+        if lifetime is None:
+            return ttl
+        remaining = max(1, math.ceil(created + lifetime - now))
+        return remaining if ttl is None else min(ttl, remaining)
+
+
+@implementer(ISession)
+class KVSSession(MutableMapping[str, Any]):
+    """The session of one request: a dict of JSON-able values, loaded on first use.
+
+    Keys are strings; names of the form ``__name__`` are reserved.
+    """
+
+    def __init__(self, factory: SessionFactory, request: Request) -> None:
+        self._factory = factory
+        self._request = request
+        self._loaded = False
+        self._data: dict[str, Any] = {}
+        #: the encoded value of each key as stored, to find what changed
+        self._stored: dict[str, bytes] = {}
+        self._base: StoredRecord | None = None
+        #: the session id (cookie id or header token); None until one is needed
+        self._id: str | None = None
+        #: whether a record exists under _id (it was loaded from the store)
+        self._persisted = False
+        self._created = 0.0
+        #: store keys to delete when the response leaves (invalidated, rotated)
+        self._doomed: list[str] = []
+        #: store the session even if empty (its id was rotated or bound)
+        self._force_write = False
+        #: never write: the store failed, or the request ended in a 503 for it
+        self._unsaved = False
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _start(self) -> str | None:
+        """Mark the session as used: the response will save it.  The request's id."""
+        self._loaded = True
+        self._created = self._factory.clock()
+        self._request.add_response_callback(self._on_response)
+        return self._factory.request_id(self._request)
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        session_id = self._start()
+        if session_id is None:
+            return
+        factory = self._factory
+        key = factory.storage_key(session_id)
+        try:
+            record = self._fetch(key)
+        except StoreUnavailable as exc:
+            self._unsaved = True
+            if factory.settings.on_unavailable == "error":
+                log.error("session store unavailable, answering 503: %s", exc)
+                raise SessionUnavailable("The session store is unavailable.") from exc
+            log.error("session store unavailable, using an empty unsaved session: %s", exc)
+            return
+        except StoreError as exc:
+            log.warning("the stored session is not a record, starting a new one: %s", exc)
+            return
+        if record is None:
+            log.debug("unknown session id: not adopted")
+            return
+        self._adopt(session_id, key, record)
+
+    def _fetch(self, key: str) -> StoredRecord | None:
+        prefetched = self._request.environ.pop(PREFETCH_ENVIRON_KEY, None)
+        if prefetched is not None and prefetched[0] == key:
+            try:
+                return prefetched[1].value  # type: ignore[no-any-return]
+            except RuntimeError:
+                pass  # the batch never ran: load it ourselves
+        return self._factory.store.load_record(key, self._factory.settings.ttl)
+
+    def _adopt(self, session_id: str, key: str, record: StoredRecord) -> None:
+        factory = self._factory
+        fields = dict(record.fields)
+        raw_created = fields.pop(CREATED_FIELD, None)
+        if raw_created is None:
+            # written by an update that raced with invalidate() or expiry
+            log.info("a session record without its creation time: not adopted")
+            self._doomed.append(key)
+            return
+        try:
+            created = float(raw_created.decode("ascii"))
+            data = {
+                name: factory.codec.loads(value)
+                for name, value in fields.items()
+                if not _RESERVED.match(name)
+            }
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
+            log.warning(
+                "a stored session does not decode as %s, starting a new one: %s",
+                factory.codec.name,
+                exc,
+            )
+            return
+        lifetime = factory.settings.lifetime
+        if lifetime is not None and factory.clock() - created >= lifetime:
+            log.debug("session past its lifetime of %ss: starting a new one", lifetime)
+            self._doomed.append(key)
+            return
+        self._id = session_id
+        self._persisted = True
+        self._base = record
+        self._created = created
+        self._data = data
+        self._stored = {name: fields[name] for name in data}
+
+    # -- ISession ----------------------------------------------------------------------
+
+    @property
+    def created(self) -> float:
+        """When the session was first stored (Unix time), or now for a new one."""
+        self._ensure_loaded()
+        return self._created
+
+    @property
+    def new(self) -> bool:
+        """Whether this session was not loaded from the store."""
+        self._ensure_loaded()
+        return not self._persisted
+
+    def changed(self) -> None:
+        """Accepted for Pyramid compatibility; never needed.
+
+        Changes, in-place changes of nested values included, are found by comparing
+        each key's encoded value with the bytes that were loaded.
+        """
+        self._ensure_loaded()
+
+    def invalidate(self) -> None:
+        """Forget the session: its record is deleted and its cookie expired.
+
+        Writes made afterwards in the same request start a new session, with a new
+        id.  Costs no load when the session was not read before.
+        """
+        if not self._loaded:
+            session_id = self._start()
+            if session_id is not None:
+                self._doomed.append(self._factory.storage_key(session_id))
+        elif self._persisted and self._id is not None:
+            self._doomed.append(self._factory.storage_key(self._id))
+        self._data = {}
+        self._stored = {}
+        self._base = None
+        self._id = None
+        self._persisted = False
+        self._force_write = False
+        self._created = self._factory.clock()
+
+    def regenerate_id(self) -> None:
+        """Give the session a new id, keeping its data; the old id stops working.
+
+        Call it when the user logs in (or gains privileges), so that an id an
+        attacker planted or saw before the login is worthless afterwards.
+        """
+        if not self._factory.uses_cookie:
+            raise RuntimeError("header sessions change token with update_session_token()")
+        self._ensure_loaded()
+        self._force_write = self._persisted or bool(self._data)
+        self._move_to(self._factory.new_id())
+
+    def update_session_token(self, header_name: str, value: str) -> None:
+        """Bind this (header) session to the token *value* the application just issued.
+
+        Later requests sending ``header_name: value`` get this session.  Its data
+        moves to the new token; the record of the previous token, if any, is
+        deleted.  *value* must be 16 to 4096 visible ASCII characters.
+        """
+        settings = self._factory.settings
+        if self._factory.uses_cookie:
+            raise RuntimeError("update_session_token() is for session_type = header")
+        if header_name not in settings.key_names:
+            raise ValueError(
+                f"{header_name!r} is not a session header; expected one of "
+                f"{', '.join(settings.key_names)}"
+            )
+        if not isinstance(value, str) or not self._factory.valid_token(value):
+            raise ValueError("a session token is 16 to 4096 visible ASCII characters")
+        self._ensure_loaded()
+        self._force_write = True
+        if value != self._id:
+            self._move_to(value)
+
+    def _move_to(self, session_id: str) -> None:
+        if self._persisted and self._id is not None:
+            self._doomed.append(self._factory.storage_key(self._id))
+        self._id = session_id
+        self._persisted = False
+        self._stored = {}
+        self._base = None
+
+    # -- flash messages and CSRF tokens -------------------------------------------------
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Add *msg* to the flash queue *queue* (unless already there and not allowed)."""
+        messages = self.setdefault(FLASH_KEY_PREFIX + queue, [])
+        if allow_duplicate or msg not in messages:
+            messages.append(msg)
+
+    def pop_flash(self, queue: str = "") -> list[Any]:
+        """Take every message of *queue*, emptying it."""
+        return self.pop(FLASH_KEY_PREFIX + queue, [])  # type: ignore[no-any-return]
+
+    def peek_flash(self, queue: str = "") -> list[Any]:
+        """The messages of *queue*, leaving them in place."""
+        return list(self.get(FLASH_KEY_PREFIX + queue, []))
+
+    def new_csrf_token(self) -> str:
+        """Make, store and return a new CSRF token (256 random bits)."""
+        token = secrets.token_urlsafe(32)
+        self[CSRF_KEY] = token
+        return token
+
+    def get_csrf_token(self) -> str:
+        """The session's CSRF token, made on first use."""
+        token = self.get(CSRF_KEY)
+        if not isinstance(token, str):
+            token = self.new_csrf_token()
+        return token
+
+    # -- the mapping API ------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._ensure_loaded()
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"session keys are strings, not {type(key).__name__}")
+        if _RESERVED.match(key):
+            raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
+        self._ensure_loaded()
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._ensure_loaded()
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure_loaded()
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._ensure_loaded()
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        self._ensure_loaded()
+        return key in self._data
+
+    def __repr__(self) -> str:
+        state = repr(self._data) if self._loaded else "not loaded"
+        return f"<KVSSession {state}>"
+
+    # -- saving ------------------------------------------------------------------------
+
+    def _on_response(self, request: Request, response: Response) -> None:
+        factory = self._factory
+        _add_vary(response, ("Cookie",) if factory.uses_cookie else factory.settings.key_names)
+        if self._unsaved:
+            return
+        try:
+            self._save(response)
+        except StoreError as exc:
+            if factory.settings.on_unavailable == "error":
+                log.error("session not saved, answering 503: %s", exc)
+                _make_unavailable(response)
+            else:
+                log.error("session not saved: %s", exc)
+
+    def _save(self, response: Response) -> None:
+        factory = self._factory
+        now = factory.clock()
+        ttl = factory.write_ttl(self._created, now)
+        encoded = {key: factory.codec.dumps(value) for key, value in self._data.items()}
+        if self._persisted:
+            assert self._id is not None
+            changed = {key: data for key, data in encoded.items() if self._stored.get(key) != data}
+            removed = [key for key in self._stored if key not in encoded]
+            if changed or removed:
+                factory.store.update_record(
+                    factory.storage_key(self._id), changed, removed, ttl, base=self._base
+                )
+            if factory.settings.cookie_max_age is not None and factory.uses_cookie:
+                self._set_cookie(response)  # keep the browser's expiry sliding too
+            return
+        if (encoded or self._force_write) and self._id is None and factory.uses_cookie:
+            self._id = factory.new_id()
+        if (encoded or self._force_write) and self._id is not None:
+            fields = {**encoded, CREATED_FIELD: repr(self._created).encode("ascii")}
+            with factory.store.batch() as batch:
+                for key in self._doomed:
+                    batch.delete(key)
+                batch.replace_record(factory.storage_key(self._id), fields, ttl)
+            if factory.uses_cookie:
+                self._set_cookie(response)
+            return
+        if encoded:
+            log.debug("a header session without a bound token is not saved")
+        if self._doomed:
+            with factory.store.batch() as batch:
+                for key in self._doomed:
+                    batch.delete(key)
+        if factory.uses_cookie and factory.incoming(self._request) is not None:
+            self._set_cookie(response, expire=True)
+
+    def _set_cookie(self, response: Response, expire: bool = False) -> None:
+        settings = self._factory.settings
+        value = None if expire or self._id is None else self._factory.cookie_value(self._id)
+        response.set_cookie(
+            settings.key_name,
+            value,
+            max_age=None if value is None else settings.cookie_max_age,
+            path=settings.cookie_path,
+            domain=settings.cookie_domain,
+            secure=settings.cookie_secure,
+            httponly=settings.cookie_httponly,
+            samesite=settings.cookie_samesite,
+        )
+
+
+def _add_vary(response: Response, names: tuple[str, ...]) -> None:
+    vary = list(response.vary or ())
+    missing = [name for name in names if name.lower() not in {v.lower() for v in vary}]
+    if missing:
+        response.vary = (*vary, *missing)
+
+
+def _make_unavailable(response: Response) -> None:
+    """Turn *response*, already built by the view, into a 503: its data was not saved."""
+    response.status = "503 Service Unavailable"
+    response.content_type = "text/plain"
+    response.charset = "utf-8"
+    response.text = "The session store is unavailable: nothing was saved."
+    response.headers.pop("Set-Cookie", None)  # no cookie for data that was not saved
+    while "Set-Cookie" in response.headers:
+        response.headers.pop("Set-Cookie")
+
+
+def prefetch_session(request: Request, batch: Batch) -> bool:
+    """Queue the load of *request*'s session on *batch*, to spare its round trip.
+
+    For components that send their own batch early in the request (the rate
+    limiter): when sessions are configured, the request carries a well-formed (and
+    correctly signed) id, and *batch* runs on the session store's client (see
+    ``KVS.session_settings.store.identity``), the session's load is queued on it
+    and ``request.session`` uses its result on first access.  Returns whether the
+    load was queued.  If the batch does not run, the session loads itself.
+    """
+    from .runtime import REGISTRY_KEY
+
+    kvs = request.registry.get(REGISTRY_KEY)
+    factory = None if kvs is None else kvs.session_factory
+    if factory is None:
+        return False
+    current = request.__dict__.get("session")
+    if isinstance(current, KVSSession) and current._loaded:
+        return False
+    session_id = factory.request_id(request)
+    if session_id is None or not batch.store.shares_client_with(factory.store):
+        return False
+    key = factory.storage_key(session_id)
+    pending: Pending[StoredRecord | None] = batch.load_record(
+        key, factory.settings.ttl, store=factory.store
+    )
+    request.environ[PREFETCH_ENVIRON_KEY] = (key, pending)
+    return True
