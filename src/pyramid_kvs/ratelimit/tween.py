@@ -29,6 +29,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from ..runtime import get_kvs
+from ..session import prefetch_session
 from ..stores import StoreError
 from .deriver import APPLIED_KEY, view_policies
 from .headers import rate_limit_headers
@@ -53,8 +54,11 @@ def enforce(
     holder = limiter.holder_of(request)
     batch = limiter.store.batch()
     check = limiter.queue(batch, holder, limits, scope)
-    # Session prefetch hook: when sessions can load on a shared batch, call
-    # ``prefetch_session(request, batch)`` here; the load then travels with the check.
+    if batch.pipelined:
+        # The session's load travels with the check: one round trip for both.
+        # Without a pipeline it would cost its own, even for views that never
+        # touch the session, so it is left to load lazily.
+        prefetch_session(request, batch)
     try:
         batch.execute()
         outcome = check.outcome()

@@ -271,6 +271,10 @@ class Batch:
     store outage raises :class:`StoreUnavailable` from :meth:`execute` itself.
     """
 
+    #: whether the whole batch travels in one round trip (a Redis pipeline); when
+    #: false, each operation costs its own, so adding one to the batch saves nothing
+    pipelined = False
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self._ops: list[tuple[Store, str, tuple[Any, ...], Pending[Any]]] = []

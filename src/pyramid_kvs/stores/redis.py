@@ -293,6 +293,7 @@ class RedisBatch(Batch):
     """
 
     store: RedisStore
+    pipelined = True
 
     def __init__(self, store: RedisStore) -> None:
         super().__init__(store)
