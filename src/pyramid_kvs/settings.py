@@ -402,7 +402,7 @@ def parse_perlsess(settings: Mapping[str, Any]) -> PerlSessionSettings | None:
 
 @dataclass(frozen=True)
 class RateLimitSettings:
-    """``kvs.ratelimit``: the request rate limiter (see ``docs/ratelimit.md``)."""
+    """``kvs.ratelimit``: the request rate limiter (see README, "Rate limiting")."""
 
     store: StoreSpec
     #: every request must fit all of them; empty: only views with their own limit

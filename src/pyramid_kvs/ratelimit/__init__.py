@@ -11,7 +11,7 @@ One module per concern:
 ``tween``        the tween that checks each request before its view
 ``deriver``      the ``ratelimit=`` view option
 
-User documentation: ``docs/ratelimit.md``.
+User documentation: the "Rate limiting" section of README.md.
 """
 
 from __future__ import annotations
