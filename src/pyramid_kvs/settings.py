@@ -34,6 +34,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
 from .codecs import codec_names
+from .ratelimit.headers import STYLES as HEADER_STYLES
 from .ratelimit.limits import ALGORITHMS, Limit, parse_limits
 from .stores import canonical_name, registered_names
 
@@ -457,7 +458,7 @@ RATELIMIT_FIELDS = (
     Field("algorithm", one_of(*ALGORITHMS), "fixed"),
     Field("key", to_holder_key, "session"),
     Field("trusted_proxies", to_non_negative_int, 0),
-    Field("headers", one_of("both", "legacy", "ietf", "none"), "both"),
+    Field("headers", one_of(*HEADER_STYLES), "both"),
     Field("on_error", one_of("allow", "deny"), "allow"),
 )
 

@@ -22,7 +22,7 @@ import copy
 import fnmatch
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -376,10 +376,3 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
     """A predicate for Redis-style glob patterns (``*``, ``?``, ``[...]``)."""
     regex = re.compile(fnmatch.translate(pattern), re.DOTALL)
     return lambda key: regex.match(key) is not None
-
-
-def ensure_iterable_keys(keys: Iterable[str]) -> list[str]:
-    """Materialize *keys*, rejecting a lone string (a classic multi-get mistake)."""
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("expected a sequence of keys, not a single string")
-    return list(keys)

@@ -89,8 +89,10 @@ class MemoryStore(Store):
             raise StoreError(f"{full_key!r} holds a record, not a value")
         return value
 
-    def _put(self, full_key: str, value: bytes, expires_at: float | None) -> None:
-        check_value(value)
+    def _put(self, full_key: str, value: Any, expires_at: float | None) -> None:
+        """Store bytes (or a record's dict), evicting the least recently used entries."""
+        if not isinstance(value, dict):
+            check_value(value)
         self._data[full_key] = (value, expires_at)
         self._data.move_to_end(full_key)
         while len(self._data) > self.max_entries:
@@ -223,10 +225,7 @@ class MemoryStore(Store):
         if not record:
             self._data.pop(full_key, None)  # like Redis: an empty hash does not exist
             return
-        self._data[full_key] = (record, expires_at)  # type: ignore[assignment]
-        self._data.move_to_end(full_key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._put(full_key, record, expires_at)
 
     def scan(self, pattern: str = "*") -> Iterator[str]:
         matches = glob_matcher(pattern)

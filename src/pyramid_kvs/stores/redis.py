@@ -154,10 +154,8 @@ class RedisStore(Store):
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, method)(*args, **kwargs)
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError) as exc:
             raise translate_errors(exc) from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
 
     def command_for(self, op: str, key: str, *args: Any) -> tuple[tuple[Any, ...], Any]:
         """The Redis command for contract operation *op*, and its reply converter.
@@ -267,7 +265,7 @@ class RedisStore(Store):
                 key[cut:].decode("utf-8", "surrogateescape")
                 for key in self.client.scan_iter(match=match, count=500)
             ]
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError) as exc:
             raise translate_errors(exc) from exc
         # SCAN may return a key twice when the keyspace is rehashed meanwhile.
         return iter(dict.fromkeys(keys))
@@ -324,10 +322,8 @@ class RedisBatch(Batch):
             return
         try:
             replies = self._pipeline.execute(raise_on_error=False)
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError) as exc:
             raise translate_errors(exc) from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
         for (pending, convert), reply in zip(converters, replies, strict=True):
             if isinstance(reply, Exception):
                 pending.resolve(translate_errors(reply))
