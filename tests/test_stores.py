@@ -461,17 +461,6 @@ def test_a_record_loads_in_a_batch(store: Store) -> None:
     assert missing.value is None
 
 
-def test_redis_waits_a_bounded_time_unless_told_otherwise() -> None:
-    from pyramid_kvs.stores.redis import DEFAULT_TIMEOUT
-
-    bounded = create_store("redis", {"host": "127.0.0.1"})
-    kwargs = bounded.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
-    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == DEFAULT_TIMEOUT
-    tuned = create_store("redis", {"url": "redis://127.0.0.1/0?socket_timeout=0.5"})
-    kwargs = tuned.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
-    assert kwargs["socket_timeout"] == 0.5
-
-
 def test_redis_refuses_decoded_responses() -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         create_store("redis", {"decode_responses": True})

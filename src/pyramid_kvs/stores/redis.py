@@ -10,14 +10,29 @@ than the few hundred bytes of script text Redis compiles once and then caches.
 
 Listing keys uses ``SCAN`` restricted to the store's own prefix (glob characters in
 the prefix escaped), never ``KEYS``, which blocks the server.
+
+The client's options are normalised here, whichever form they came in (a URL or
+``kvs_kwargs``): bounded connect and read timeouts, and no retries unless asked for.
+redis-py 8 retries every command ten times with back-off by default, which turns a
+Redis outage into requests hanging for seconds; the store's circuit breaker (see
+:mod:`.breaker`) is what handles an outage instead.  Redis *error replies*
+(READONLY after a failover, OOM, MISCONF) are :class:`StoreError`, never taken for
+an outage nor for an absent key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote_plus
 
 import redis
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.connection import to_bool
+from redis.retry import Retry
 
 from .base import (
     Batch,
@@ -29,9 +44,16 @@ from .base import (
     check_ttl,
     check_value,
 )
+from .breaker import DOWN_FOR_OPTION, CircuitBreaker, pop_down_for
 
-#: seconds to connect and to wait for a reply, unless configured otherwise
-DEFAULT_TIMEOUT = 5.0
+T = TypeVar("T")
+
+#: seconds to open a connection, unless configured otherwise
+DEFAULT_CONNECT_TIMEOUT = 1.0
+#: seconds to wait for a reply, unless configured otherwise
+DEFAULT_READ_TIMEOUT = 1.0
+#: the options by which a user asks redis-py for retries
+RETRY_OPTIONS = ("retry", "retry_on_timeout", "retry_on_error")
 
 # INCRBY, then give the counter its expiry if it has none yet: an expiry is set at
 # creation and never extended, and no interleaving can leave an immortal counter.
@@ -121,41 +143,163 @@ def escape_glob(text: str) -> str:
 
 
 def translate_errors(exc: Exception) -> StoreError:
-    """The pyramid_kvs error for a redis-py exception."""
+    """The pyramid_kvs error for a redis-py exception.
+
+    Failing to reach the server (refused, dropped, timed out, still loading its
+    data) is :class:`StoreUnavailable`; an error the server answered with (READONLY,
+    OOM, MISCONF, a wrong type) is a plain :class:`StoreError`: the server is up.
+    """
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return StoreUnavailable(f"redis: {exc}")
     return StoreError(f"redis: {exc}")
 
 
+def translated(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call redis-py's *function*, raising its errors as pyramid_kvs ones."""
+    try:
+        return function(*args, **kwargs)
+    except (redis.RedisError, OSError) as exc:
+        raise translate_errors(exc) from exc
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """A Redis store's options once normalised: what redis-py gets, and the breaker's."""
+
+    #: the server's URL, without the options pyramid_kvs takes out of its query
+    url: str | None
+    #: keyword arguments of ``redis.Redis`` (or of ``Redis.from_url`` with a URL)
+    kwargs: dict[str, Any]
+    #: seconds the store is left alone after a failure (see :mod:`.breaker`)
+    down_for: float
+
+
+def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
+    """The options of ``kvs_kwargs`` or of a URL (with ``kvs_kwargs`` added), normalised.
+
+    Whatever the form: ``down_for`` goes to the breaker, never to redis-py; the
+    timeouts not given are :data:`DEFAULT_CONNECT_TIMEOUT` and
+    :data:`DEFAULT_READ_TIMEOUT`; and the client does not retry unless the options
+    ask for it - ``retry_on_timeout`` or ``retry_on_error`` give one immediate
+    retry, a ``retry`` object (from Python) its own policy.  ``retry_on_error``
+    may name redis-py's exceptions (``"TimeoutError, ConnectionError"``).
+    Raises ``ValueError`` naming the option for a bad value.
+    """
+    kwargs = dict(options)
+    if kwargs.get("decode_responses"):
+        raise ValueError("decode_responses must stay false: stores keep bytes")
+    url = kwargs.pop("url", None)
+    if url is not None:
+        if not isinstance(url, str):
+            raise ValueError(f"url: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        url, taken = _take_from_query(url, (DOWN_FOR_OPTION, "retry_on_error"))
+        for name, value in taken.items():
+            kwargs.setdefault(name, value)  # kvs_kwargs win, as for the other stores
+    down_for = pop_down_for(kwargs)
+    # With a URL, redis-py lets the URL's own query values win over these.
+    kwargs.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    kwargs.setdefault("socket_timeout", DEFAULT_READ_TIMEOUT)
+    if "retry_on_error" in kwargs:
+        kwargs["retry_on_error"] = _error_classes(kwargs["retry_on_error"])
+    if "retry" not in kwargs:
+        asked = bool(kwargs.get("retry_on_error")) or _is_true(url, kwargs, "retry_on_timeout")
+        kwargs["retry"] = Retry(NoBackoff(), 1 if asked else 0)
+    return RedisOptions(url, kwargs, down_for)
+
+
+def _take_from_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """*url* without the query parameters *names*, and their values.
+
+    The rest of the URL is kept as it was written, escapes included.
+    """
+    base, sep, query = url.partition("?")
+    kept, taken = [], {}
+    for part in query.split("&") if sep else ():
+        name, _, value = part.partition("=")
+        if unquote_plus(name) in names:
+            taken[unquote_plus(name)] = unquote_plus(value)
+        elif part:
+            kept.append(part)
+    return (base + "?" + "&".join(kept) if kept else base), taken
+
+
+def _is_true(url: str | None, kwargs: Mapping[str, Any], name: str) -> bool:
+    """Whether boolean option *name* is on, in *kwargs* or in the query of *url*."""
+    if name in kwargs:
+        return bool(to_bool(kwargs[name]))
+    query = dict(parse_qsl(url.partition("?")[2])) if url is not None else {}
+    return bool(to_bool(query.get(name)))
+
+
+def _error_classes(value: Any) -> list[type[Exception]]:
+    """``retry_on_error`` as exception classes; names are redis-py's exceptions."""
+    expected = (
+        "retry_on_error: expected redis-py exception names such as "
+        f"TimeoutError, ConnectionError, got {value!r}"
+    )
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[\s,]+", value) if part]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(expected)
+    classes = []
+    for item in value:
+        if isinstance(item, str):
+            item = getattr(redis.exceptions, item.strip(), None)
+        if not (isinstance(item, type) and issubclass(item, Exception)):
+            raise ValueError(expected)
+        classes.append(item)
+    return classes
+
+
+def build_client(normalised: RedisOptions) -> redis.Redis:
+    """The redis-py client of *normalised* options; bad options fail here, at start-up.
+
+    redis-py builds its connections lazily: an unknown or mistyped option (say
+    ``?socket_timout=1`` in a URL) would otherwise surface as a ``TypeError`` in the
+    first request.  One connection object is built, and dropped, to check them.
+    """
+    if normalised.url is not None:
+        client = redis.Redis.from_url(normalised.url, **normalised.kwargs)
+    else:
+        client = redis.Redis(**normalised.kwargs)
+    pool = client.connection_pool
+    pool.connection_class(**pool.connection_kwargs).disconnect()
+    return client
+
+
+def _describe(client: redis.Redis) -> str:
+    """``redis host:port`` (or the socket path), for log and error messages."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"redis {kwargs['path']}"
+    return f"redis {kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
 class RedisStore(Store):
-    """A Redis server (or a Redis-protocol server such as Valkey) through redis-py."""
+    """A Redis server (or a Redis-protocol server such as Valkey) through redis-py.
+
+    Every call goes through the store's :class:`~.breaker.CircuitBreaker`, shared by
+    every prefixed view of the client.
+    """
 
     name = "redis"
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "") -> None:
+    def __init__(
+        self, client: redis.Redis, key_prefix: str = "", *, breaker: CircuitBreaker | None = None
+    ) -> None:
         super().__init__(key_prefix)
         self.client = client
+        self.breaker = breaker or CircuitBreaker("redis")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RedisStore:
         """Build the client from ``kvs_kwargs`` (arguments of ``redis.Redis``) or a URL."""
-        options = dict(options)
-        if options.get("decode_responses"):
-            raise ValueError("decode_responses must stay false: stores keep bytes")
-        # redis-py waits forever by default: a stalled server would hang every
-        # request.  Bounded defaults; kvs_kwargs or URL parameters override them.
-        options.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
-        options.setdefault("socket_timeout", DEFAULT_TIMEOUT)
-        url = options.pop("url", None)
-        if url is not None:
-            return cls(redis.Redis.from_url(url, **options))
-        return cls(redis.Redis(**options))
+        normalised = normalise_options(options)
+        client = build_client(normalised)
+        return cls(client, breaker=CircuitBreaker(_describe(client), normalised.down_for))
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self.client, method)(*args, **kwargs)
-        except (redis.RedisError, OSError) as exc:
-            raise translate_errors(exc) from exc
+        return self.breaker.call(translated, getattr(self.client, method), *args, **kwargs)
 
     def command_for(self, op: str, key: str, *args: Any) -> tuple[tuple[Any, ...], Any]:
         """The Redis command for contract operation *op*, and its reply converter.
@@ -219,8 +363,9 @@ class RedisStore(Store):
         if not mapping:
             return
         with self.batch() as batch:
-            for key, value in mapping.items():
-                batch.set(key, value, ttl)
+            written = [batch.set(key, value, ttl) for key, value in mapping.items()]
+        for pending in written:
+            pending.value  # noqa: B018 - raises the error of a refused write (READONLY...)
 
     def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
         return self._run("add", key, value, check_ttl(ttl))  # type: ignore[no-any-return]
@@ -260,15 +405,15 @@ class RedisStore(Store):
     def scan(self, pattern: str = "*") -> Iterator[str]:
         match = escape_glob(self.key_prefix) + pattern
         cut = len(self.key_prefix.encode())
-        try:
-            keys = [
-                key[cut:].decode("utf-8", "surrogateescape")
-                for key in self.client.scan_iter(match=match, count=500)
-            ]
-        except (redis.RedisError, OSError) as exc:
-            raise translate_errors(exc) from exc
+        keys = self.breaker.call(translated, self._scan, match, cut)
         # SCAN may return a key twice when the keyspace is rehashed meanwhile.
         return iter(dict.fromkeys(keys))
+
+    def _scan(self, match: str, cut: int) -> list[str]:
+        return [
+            key[cut:].decode("utf-8", "surrogateescape")
+            for key in self.client.scan_iter(match=match, count=500)
+        ]
 
     def batch(self) -> RedisBatch:
         return RedisBatch(self)
@@ -321,9 +466,11 @@ class RedisBatch(Batch):
         if not converters:
             return
         try:
-            replies = self._pipeline.execute(raise_on_error=False)
-        except (redis.RedisError, OSError) as exc:
-            raise translate_errors(exc) from exc
+            replies = self.store.breaker.call(
+                translated, self._pipeline.execute, raise_on_error=False
+            )
+        finally:
+            self._pipeline.reset()  # not sent when the breaker is open: drop the commands
         for (pending, convert), reply in zip(converters, replies, strict=True):
             if isinstance(reply, Exception):
                 pending.resolve(translate_errors(reply))
