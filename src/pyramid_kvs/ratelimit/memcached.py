@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from pymemcache.exceptions import MemcacheClientError, MemcacheError
-
-from ..stores import Batch, StoreError, StoreUnavailable
+from ..stores import Batch, StoreError
 from ..stores.memcached import MemcachedStore, memcached_expiry, memcached_key
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
@@ -104,7 +101,7 @@ class MemcachedEngine:
         # One value holds every limit's arrival time: one key per holder and scope.
         wire_key = memcached_key(self.store.full_key(key))
         for _ in range(CAS_ATTEMPTS):
-            raw, token = self._client("gets", wire_key)
+            raw, token = self.store.call("gets", wire_key)
             now = self.clock()
             tats = _as_arrivals(raw, len(limits))
             consumed = all(
@@ -124,20 +121,12 @@ class MemcachedEngine:
             value = " ".join(f"{tat:.6f}" for tat in arrivals).encode()
             expiry = memcached_expiry(algorithms.gcra_ttl(now, max(arrivals)))
             if raw is None:
-                stored = self._client("add", wire_key, value, expiry)
+                stored = self.store.call("add", wire_key, value, expiry)
             else:
-                stored = self._client("cas", wire_key, value, token, expiry)
+                stored = self.store.call("cas", wire_key, value, token, expiry)
             if stored:
                 return states
         raise StoreError(f"memcached: the rate limit of {key!r} kept changing; gave up")
-
-    def _client(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.store.client, method)(*args)
-        except MemcacheClientError as exc:
-            raise StoreError(f"memcached: {exc}") from exc
-        except (MemcacheError, OSError) as exc:
-            raise StoreUnavailable(f"memcached: {exc}") from exc
 
 
 def _as_count(raw: bytes | None) -> int:

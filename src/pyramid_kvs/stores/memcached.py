@@ -18,8 +18,12 @@ What this module adds to pymemcache, and why:
   the item's client flags, which the Perl session reader needs (Cache::Memcached
   marks Storable and compressed values with them).
 
-Several servers (``memcached://h1:p1,h2:p2``) use pymemcache's ``HashClient``
-(rendezvous hashing).  memcached has no key listing: :meth:`Store.scan` raises
+* **Outages are outages.** Bounded connect and read timeouts by default, no
+  client retries, a circuit breaker per server, and several servers
+  (``memcached://h1:p1,h2:p2``) that never hand a dead server's keys to another:
+  see :mod:`.memcached_servers`.
+
+memcached has no key listing: :meth:`Store.scan` raises
 :class:`UnsupportedOperation`.  ``pop`` is a read then a delete, not atomic.
 """
 
@@ -29,24 +33,30 @@ import hashlib
 import struct
 import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from pymemcache.client.base import Client, PooledClient
-from pymemcache.client.hash import HashClient
-from pymemcache.exceptions import MemcacheClientError, MemcacheError
 
 from .base import (
     THIRTY_DAYS,
     Store,
     StoredRecord,
     StoreError,
-    StoreUnavailable,
     check_ttl,
     check_value,
 )
+from .breaker import pop_down_for
+from .memcached_servers import MemcachedServers
 
 HASHED_KEY_MARKER = "#h:"
 MAX_KEY_BYTES = 250
+
+#: seconds to open a connection, unless configured otherwise
+DEFAULT_CONNECT_TIMEOUT = 1.0
+#: seconds to wait for a reply, unless configured otherwise
+DEFAULT_READ_TIMEOUT = 1.0
+#: pymemcache ``HashClient`` options, refused: each would let a dead server's keys
+#: move to another server, or look absent, instead of raising StoreUnavailable
+FAILOVER_OPTIONS = ("retry_attempts", "retry_timeout", "dead_timeout", "hasher", "use_pooling")
 
 
 RECORD_MAGIC = b"\x00kvs-record-1\x00"
@@ -137,6 +147,54 @@ def parse_server(server: str | tuple[str, int]) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
+@dataclass(frozen=True)
+class MemcachedOptions:
+    """A memcached store's options once normalised."""
+
+    servers: list[tuple[str, int]]
+    #: keyword arguments of each server's pymemcache ``PooledClient``
+    client_kwargs: dict[str, Any]
+    #: seconds a server is left alone after a failure (see :mod:`.breaker`)
+    down_for: float
+
+
+def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
+    """``kvs_kwargs`` (or the options of a ``memcached://`` URL), normalised.
+
+    ``servers`` is a list of ``host:port`` (or one string of them, comma
+    separated); ``down_for`` goes to the breakers; the other options are
+    pymemcache's (``connect_timeout``, ``timeout``, ``max_pool_size``, ``no_delay``...),
+    the timeouts :data:`DEFAULT_CONNECT_TIMEOUT` and :data:`DEFAULT_READ_TIMEOUT`
+    unless given.  pymemcache's client does not retry; ``HashClient``'s fail-over
+    options and ``ignore_exc`` are refused, since each would turn an outage into
+    moved or missing keys.  Raises ``ValueError`` naming the option.
+    """
+    kwargs = dict(options)
+    down_for = pop_down_for(kwargs)
+    servers = kwargs.pop("servers", ["127.0.0.1:11211"])
+    if isinstance(servers, str):
+        servers = [part for part in servers.split(",") if part.strip()]
+    try:
+        addresses = [parse_server(server) for server in servers]
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"servers: expected a list of host:port, got {servers!r}") from None
+    if not addresses:
+        raise ValueError("servers: at least one memcached server is needed")
+    for name in FAILOVER_OPTIONS:
+        if name in kwargs:
+            raise ValueError(
+                f"{name}: not supported: a memcached server that fails keeps its keys, "
+                "which raise StoreUnavailable until it answers again (tune down_for)"
+            )
+    if kwargs.get("ignore_exc"):
+        raise ValueError("ignore_exc: must stay false: it turns an outage into misses")
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    kwargs.setdefault("timeout", DEFAULT_READ_TIMEOUT)
+    kwargs["default_noreply"] = False
+    kwargs["serde"] = _FlagKeepingSerde()
+    return MemcachedOptions(addresses, kwargs, down_for)
+
+
 class MemcachedStore(Store):
     """One or several memcached servers through pymemcache."""
 
@@ -144,79 +202,66 @@ class MemcachedStore(Store):
     can_scan = False
     atomic_pop = False
 
-    def __init__(self, client: Any, key_prefix: str = "") -> None:
+    def __init__(self, client: MemcachedServers, key_prefix: str = "") -> None:
         super().__init__(key_prefix)
         self.client = client
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> MemcachedStore:
-        """Build the client from ``{"servers": ["host:port", ...], ...}``.
+        """Build the client from ``{"servers": ["host:port", ...], ...}`` (or a URL's).
 
-        The other options are pymemcache's (``connect_timeout``, ``timeout``,
-        ``no_delay``...).  One server gives a pooled ``Client``; several a
-        ``HashClient``.
+        See :func:`normalise_options`.
         """
-        options = dict(options)
-        servers = options.pop("servers", ["127.0.0.1:11211"])
-        if isinstance(servers, str):
-            servers = [part for part in servers.split(",") if part.strip()]
-        addresses = [parse_server(server) for server in servers]
-        if not addresses:
-            raise ValueError("at least one memcached server is needed")
-        options.setdefault("connect_timeout", 2.0)
-        options.setdefault("timeout", 2.0)
-        options["default_noreply"] = False
-        options["serde"] = _FlagKeepingSerde()
-        if len(addresses) == 1:
-            client: Any = _PooledGatClient(addresses[0], **options)
-        else:
-            client = _GatHashClient(addresses, use_pooling=True, **options)
-        return cls(client)
+        normalised = normalise_options(options)
+        return cls(
+            MemcachedServers(normalised.servers, normalised.client_kwargs, normalised.down_for)
+        )
 
     def _key(self, key: str) -> bytes:
         return memcached_key(self.full_key(key))
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self.client, method)(*args, **kwargs)
-        except MemcacheClientError as exc:
-            raise StoreError(f"memcached: {exc}") from exc
-        except (MemcacheError, OSError) as exc:
-            raise StoreUnavailable(f"memcached: {exc}") from exc
+    def call(self, method: str, wire_key: bytes, *args: Any) -> Any:
+        """pymemcache's *method* on the server of *wire_key*, as the store calls it.
+
+        Through that server's breaker, pymemcache's errors translated: for
+        components that need commands beyond the contract (``gets`` / ``cas`` for
+        the rate limiter), so that they handle outages exactly as the store does.
+        """
+        return self.client.call(method, wire_key, *args)
 
     def get(self, key: str) -> bytes | None:
-        return self._call("get", self._key(key))  # type: ignore[no-any-return]
+        return self.call("get", self._key(key))  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         wire_keys = [self._key(key) for key in keys]
-        found = self._call("get_many", wire_keys)
+        found = self.client.get_many(wire_keys)
         return [found.get(wire_key) for wire_key in wire_keys]
 
     def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
-        if not self._call("set", self._key(key), value, memcached_expiry(ttl)):
+        if not self.call("set", self._key(key), value, memcached_expiry(ttl)):
             raise StoreError(f"memcached refused to store {key!r}")
 
     def set_many(self, mapping: Mapping[str, bytes], ttl: int | None = None) -> None:
         if not mapping:
             return
         wire = {self._key(key): value for key, value in mapping.items()}
-        failed = self._call("set_many", wire, memcached_expiry(ttl))
+        failed = self.client.set_many(wire, memcached_expiry(ttl))
         if failed:
             raise StoreError(f"memcached refused to store {len(failed)} key(s)")
 
     def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
-        return bool(self._call("add", self._key(key), value, memcached_expiry(ttl)))
+        return bool(self.call("add", self._key(key), value, memcached_expiry(ttl)))
 
     def delete(self, key: str) -> bool:
-        return bool(self._call("delete", self._key(key)))
+        return bool(self.call("delete", self._key(key)))
 
     def touch(self, key: str, ttl: int | None) -> bool:
-        return bool(self._call("touch", self._key(key), memcached_expiry(ttl)))
+        return bool(self.call("touch", self._key(key), memcached_expiry(ttl)))
 
     def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
-        return self._call("gat", self._key(key), memcached_expiry(ttl))  # type: ignore[no-any-return]
+        return self.call("gat", self._key(key), memcached_expiry(ttl))  # type: ignore[no-any-return]
 
     def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
         wire_key = self._key(key)
@@ -229,21 +274,21 @@ class MemcachedStore(Store):
             result = self._step(wire_key, amount)
             if result is not None:
                 return result
-            if self._call("add", wire_key, str(max(amount, 0)).encode(), expiry):
+            if self.call("add", wire_key, str(max(amount, 0)).encode(), expiry):
                 return max(amount, 0)
         raise StoreError(f"memcached: could not increment {key!r}")
 
     def _step(self, wire_key: bytes, amount: int) -> int | None:
         if amount >= 0:
-            result = self._call("incr", wire_key, amount)
+            result = self.call("incr", wire_key, amount)
         else:
-            result = self._call("decr", wire_key, -amount)
+            result = self.call("decr", wire_key, -amount)
         return None if result is None else int(result)
 
     # -- records: one value per record, updated by compare-and-swap ------------------
 
     def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
-        value, cas = self._call("gats", self._key(key), memcached_expiry(ttl))
+        value, cas = self.call("gats", self._key(key), memcached_expiry(ttl))
         if value is None:
             return None
         return StoredRecord(decode_record(value), cas)
@@ -264,21 +309,21 @@ class MemcachedStore(Store):
             check_value(value)
         for _ in range(CAS_ATTEMPTS):
             if base is None or base.version is None:
-                value, cas = self._call("gets", wire_key)
+                value, cas = self.call("gets", wire_key)
                 base = None if value is None else StoredRecord(decode_record(value), cas)
             fields = {} if base is None else dict(base.fields)
             for name in removed:
                 fields.pop(name, None)
             fields.update(changed)
             if base is None:
-                if not fields or self._call("add", wire_key, encode_record(fields), expiry):
+                if not fields or self.call("add", wire_key, encode_record(fields), expiry):
                     return
             elif not fields:
                 # memcached has no compare-and-delete: deleting an emptied record
                 # may drop a field another client added in this instant.
-                self._call("delete", wire_key)
+                self.call("delete", wire_key)
                 return
-            elif self._call("cas", wire_key, encode_record(fields), base.version, expiry):
+            elif self.call("cas", wire_key, encode_record(fields), base.version, expiry):
                 return
             base = None  # someone else wrote in between: merge into their version
         raise StoreError(f"memcached: {key!r} kept changing; update abandoned")
@@ -290,57 +335,10 @@ class MemcachedStore(Store):
         self.set(key, encode_record(fields), ttl)
 
     def ping(self) -> None:
-        self._call("version")
+        self.client.version()
 
     def shared_state(self) -> object:
         return self.client
 
     def close(self) -> None:
         self.client.close()
-
-
-class _GatClient(Client):
-    """pymemcache's client plus memcached's ``gat`` (get and touch) command."""
-
-    def gat(self, key: bytes, expire: int) -> bytes | None:
-        # "gat <exptime> <key>" answers exactly like "get <key>", so pymemcache's
-        # own reader parses it.
-        found = self._fetch_cmd(b"gat " + str(int(expire)).encode(), [key], False)
-        return found.get(key)  # type: ignore[no-any-return]
-
-    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
-        """``gat`` that also returns the CAS token, like ``gets``."""
-        found = self._fetch_cmd(b"gats " + str(int(expire)).encode(), [key], True)
-        return found.get(key, (None, None))  # type: ignore[no-any-return]
-
-
-class _PooledGatClient(PooledClient):
-    """A thread-safe pool of :class:`_GatClient`."""
-
-    client_class = _GatClient
-
-    def gat(self, key: bytes, expire: int) -> bytes | None:
-        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
-            return client.gat(key, expire)  # type: ignore[no-any-return]
-
-    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
-        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
-            return client.gats(key, expire)  # type: ignore[no-any-return]
-
-
-class _GatHashClient(HashClient):
-    """Several servers, each a :class:`_PooledGatClient`."""
-
-    def add_server(self, server: Any, port: int | None = None) -> None:
-        if port is not None:
-            server = (server, port)
-        client = _PooledGatClient(server, **self.default_kwargs)
-        key = self._make_client_key(server)
-        self.clients[key] = client
-        self.hasher.add_node(key)
-
-    def gat(self, key: bytes, expire: int) -> bytes | None:
-        return self._run_cmd("gat", key, None, expire)  # type: ignore[no-any-return]
-
-    def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
-        return self._run_cmd("gats", key, (None, None), expire)  # type: ignore[no-any-return]
