@@ -61,7 +61,7 @@ class KVS:
     def store_for(self, spec: StoreSpec, key_prefix: str) -> Store:
         """The store *spec* describes, under *key_prefix*, sharing clients."""
         if self.force_mock:
-            spec = StoreSpec("mock", spec.options, spec.origin)
+            spec = StoreSpec("mock", spec.options, spec.origin, spec.sources)
         shared = self.stores.get(spec.identity)
         if shared is None:
             shared = self.stores[spec.identity] = build_store(spec)
@@ -80,8 +80,9 @@ def build_store(spec: StoreSpec) -> Store:
     except MissingExtra as exc:
         raise ConfigurationError(f"{spec.origin}: the {spec.backend} store: {exc}") from None
     except (TypeError, ValueError) as exc:
+        where = ", ".join(f"{spec.origin}.{source}" for source in spec.sources)
         raise ConfigurationError(
-            f"{spec.origin}.kvs_kwargs: invalid options for the {spec.backend} store: {exc}"
+            f"{where}: invalid options for the {spec.backend} store: {exc}"
         ) from None
 
 

@@ -159,6 +159,8 @@ class StoreSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: the setting it was read from, for error messages
     origin: str = ""
+    #: the keys the options came from (``url``, ``kvs_kwargs``), for error messages
+    sources: tuple[str, ...] = field(default=("kvs_kwargs",), compare=False)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -317,7 +319,10 @@ def parse_store(raw: Mapping[str, Any], prefix: str) -> StoreSpec:
             raise fail("url", f"the URL names {url_backend} but the store is {backend}")
         backend = url_backend
         options = {**url_options, **options}
-    return StoreSpec(backend or "memory", MappingProxyType(options), prefix)
+    sources = tuple(key for key in ("url", "kvs_kwargs") if raw.get(key) is not None)
+    return StoreSpec(
+        backend or "memory", MappingProxyType(options), prefix, sources or ("kvs_kwargs",)
+    )
 
 
 def parse_fields(
