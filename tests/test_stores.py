@@ -344,6 +344,39 @@ def test_memory_store_evicts_the_least_recently_used() -> None:
     assert [store.get(k) for k in "acd"] == [b"1", b"3", b"4"]
 
 
+def test_memory_store_prefixes_have_their_own_areas() -> None:
+    store = MemoryStore(max_entries=3)
+    sessions = store.with_prefix("session::")
+    limits = store.with_prefix("ratelimit::")
+    cache = store.with_prefix("cache::")
+    sessions.set("alice", b"1")
+    sessions.replace_record("bob", {"user": b"bob"}, 60)
+    for index in range(100):  # made-up holders and cache keys, by the hundred
+        limits.incr(f"client{index}", ttl=60)
+        cache.set(f"page{index}", b"x")
+    assert sessions.get("alice") == b"1"
+    assert sessions.load_record("bob", 60) is not None
+    # each area is bounded by max_entries on its own, least recently used out first
+    assert sorted(limits.scan()) == ["client97", "client98", "client99"]
+    assert sorted(cache.scan()) == ["page97", "page98", "page99"]
+    sessions.set("carol", b"3")
+    sessions.set("dave", b"4")
+    assert sessions.get("alice") is None  # sessions evict only sessions
+    assert sorted(sessions.scan()) == ["bob", "carol", "dave"]
+
+
+def test_memory_store_views_of_one_prefix_share_its_area() -> None:
+    store = MemoryStore()
+    store.with_prefix("a::").set("k", b"1")
+    assert store.with_prefix("a::").get("k") == b"1"
+    assert store.with_prefix("b::").get("k") is None
+    other = store.with_prefix("b::")
+    assert other.shares_client_with(store.with_prefix("a::"))
+    assert not other.shares_client_with(MemoryStore().with_prefix("b::"))
+    store.clear()
+    assert store.with_prefix("a::").get("k") is None
+
+
 def test_memory_store_follows_its_clock() -> None:
     now = [1000.0]
     store = MemoryStore(clock=lambda: now[0])

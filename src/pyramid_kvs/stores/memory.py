@@ -6,6 +6,13 @@ expiry, atomic ``add`` / ``incr`` / ``pop``, glob ``scan`` - and it is bounded: 
 ``max_entries`` the least recently used entry is evicted, as memcached does, so a
 flood of new sessions cannot exhaust the process' memory.
 
+Each key prefix - each component, since each has its own - is a separate *area*
+with its own LRU order and its own ``max_entries`` bound.  In one shared LRU, the
+rate-limit counters and cache entries that any client can make up by the thousand
+would evict the real sessions; in separate areas they only evict their own kind.
+The prefixed views of one store still share its lock and its areas, so batches
+and ``shares_client_with`` work across them as on the other stores.
+
 Its data is per process: behind several workers, use Redis or memcached.
 """
 
@@ -24,7 +31,7 @@ DEFAULT_MAX_ENTRIES = 100_000
 
 
 class MemoryStore(Store):
-    """A thread-safe, TTL-aware, LRU-bounded dictionary of bytes."""
+    """A thread-safe, TTL-aware dictionary of bytes, LRU-bounded per key prefix."""
 
     name = "memory"
 
@@ -38,15 +45,25 @@ class MemoryStore(Store):
         super().__init__(key_prefix)
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
+        #: the bound of each area (each key prefix), not of the whole store
         self.max_entries = max_entries
         self._clock = clock
-        # full key -> (value, absolute expiry on self._clock or None)
-        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        # key prefix -> its area, shared by every view of this store
+        self._areas: dict[str, _Area] = {}
+        # this view's area: full key -> (value, absolute expiry on self._clock or None)
+        self._data = self._areas[key_prefix] = _Area()
         self._lock = threading.RLock()
+
+    def with_prefix(self, key_prefix: str) -> MemoryStore:
+        """A view under *key_prefix*, in that prefix's own area of this store."""
+        clone: MemoryStore = super().with_prefix(key_prefix)  # type: ignore[assignment]
+        with self._lock:
+            clone._data = self._areas.setdefault(key_prefix, _Area())
+        return clone
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> MemoryStore:
-        """Options: ``max_entries`` (default 100000)."""
+        """Options: ``max_entries`` per key prefix (default 100000)."""
         options = dict(options)
         max_entries = int(options.pop("max_entries", DEFAULT_MAX_ENTRIES))
         if options:
@@ -229,13 +246,13 @@ class MemoryStore(Store):
 
     def scan(self, pattern: str = "*") -> Iterator[str]:
         matches = glob_matcher(pattern)
-        prefix, cut = self.key_prefix, len(self.key_prefix)
+        cut = len(self.key_prefix)
         with self._lock:
             now = self._clock()
             keys = [
                 full_key[cut:]
                 for full_key, (_, expires_at) in self._data.items()
-                if full_key.startswith(prefix) and (expires_at is None or expires_at > now)
+                if expires_at is None or expires_at > now
             ]
         return iter([key for key in keys if matches(key)])
 
@@ -243,9 +260,18 @@ class MemoryStore(Store):
         return None
 
     def shared_state(self) -> object:
-        return self._data
+        return self._areas
 
     def clear(self) -> None:
         """Forget every entry, under every prefix (for tests and the demo)."""
         with self._lock:
-            self._data.clear()
+            for area in self._areas.values():
+                area.clear()
+
+
+class _Area(OrderedDict[str, tuple[Any, float | None]]):
+    """The entries of one key prefix, least recently used first.
+
+    Full key -> (value, absolute expiry on the store's clock or None); the value is
+    bytes, or a record's dict.
+    """
