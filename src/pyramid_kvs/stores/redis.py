@@ -151,6 +151,10 @@ def translate_errors(exc: Exception) -> StoreError:
     """
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return StoreUnavailable(f"redis: {exc}")
+    if type(exc) is not redis.ResponseError and isinstance(exc, redis.ResponseError):
+        # redis-py drops the error code (READONLY, OOM...) from the message of the
+        # classes it has for them: their name says it instead.
+        return StoreError(f"redis: {type(exc).__name__}: {exc}")
     return StoreError(f"redis: {exc}")
 
 
