@@ -130,8 +130,8 @@ class CircuitBreaker:
             now = self._clock()
             if self._probing or now < self._down_until:
                 raise StoreUnavailable(
-                    f"{self.name}: not tried, it failed {self.down_for:g} s ago or less "
-                    f"({self._cause})"
+                    f"{self.name}: not tried, down since a failure less than "
+                    f"{self.down_for:g} s ago ({self._cause})"
                 )
             self._probing = True
             return True
