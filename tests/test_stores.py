@@ -325,6 +325,20 @@ def test_several_memcached_servers_share_the_keys(
     assert sum(counts) == 60 and min(counts) > 0
 
 
+def test_several_memcached_servers_place_keys_as_pymemcache_does() -> None:
+    # the same rendezvous hash as pymemcache's HashClient: moving to pyramid_kvs's
+    # own ring leaves every key on the server where it already is
+    from pymemcache.client.hash import HashClient
+
+    addresses = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11212"]
+    store = create_store("memcached", {"servers": addresses})
+    theirs = HashClient([tuple_address(address) for address in addresses])
+    for index in range(200):
+        key = memcached_key(f"session::{index}")
+        host, port = store.client.server_for(key).address  # type: ignore[attr-defined]
+        assert theirs._get_client(key).server == (host, port)
+
+
 def tuple_address(address: str) -> tuple[str, int]:
     host, port = address.split(":")
     return host, int(port)
