@@ -138,9 +138,13 @@ def test_the_redis_url_keeps_the_rest_of_its_query() -> None:
     assert store.breaker.down_for == 1  # type: ignore[attr-defined]
 
 
-def test_kvs_kwargs_win_over_the_redis_url_for_down_for() -> None:
-    store = from_url("redis://127.0.0.1/0?down_for=1", down_for=3)
+def test_kvs_kwargs_win_over_the_redis_url_query() -> None:
+    store = from_url("redis://127.0.0.1/0?down_for=1&socket_timeout=0.7", down_for=3)
     assert store.breaker.down_for == 3  # type: ignore[attr-defined]
+    assert redis_kwargs(store)["socket_timeout"] == 0.7
+    store = from_url("redis://127.0.0.1/0?socket_timeout=0.7&db=1", socket_timeout=0.2)
+    assert redis_kwargs(store)["socket_timeout"] == 0.2
+    assert redis_kwargs(store)["db"] == 1
 
 
 def test_the_breaker_names_the_redis_server() -> None:

@@ -196,11 +196,13 @@ def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
     if url is not None:
         if not isinstance(url, str):
             raise ValueError(f"url: expected a redis://, rediss:// or unix:// URL, got {url!r}")
-        url, taken = _take_from_query(url, (DOWN_FOR_OPTION, "retry_on_error"))
+        # Ours are taken out of the query, and so are those kvs_kwargs also give:
+        # kvs_kwargs win, as for the other stores (redis-py would let the URL win).
+        url, taken = _take_from_query(url, (DOWN_FOR_OPTION, "retry_on_error", *kwargs))
         for name, value in taken.items():
-            kwargs.setdefault(name, value)  # kvs_kwargs win, as for the other stores
+            kwargs.setdefault(name, value)
     down_for = pop_down_for(kwargs)
-    # With a URL, redis-py lets the URL's own query values win over these.
+    # With a URL, redis-py lets the URL's own query values win over these defaults.
     kwargs.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     kwargs.setdefault("socket_timeout", DEFAULT_READ_TIMEOUT)
     if "retry_on_error" in kwargs:
