@@ -97,10 +97,12 @@ def test_redis_does_not_retry_unless_asked_in_both_forms() -> None:
         assert redis_kwargs(store)["retry"].get_retries() == 0
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")
 def test_redis_retry_on_timeout_asks_for_one_immediate_retry_in_both_forms() -> None:
     for store in redis_forms(retry_on_timeout="true"):
         retry = redis_kwargs(store)["retry"]
         assert retry.get_retries() == 1
+        assert redis.TimeoutError in retry._supported_errors
     for store in redis_forms(retry_on_timeout="false"):
         assert redis_kwargs(store)["retry"].get_retries() == 0
 

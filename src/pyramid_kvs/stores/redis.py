@@ -209,6 +209,8 @@ def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
         kwargs["retry_on_error"] = _error_classes(kwargs["retry_on_error"])
     if "retry" not in kwargs:
         asked = bool(kwargs.get("retry_on_error")) or _is_true(url, kwargs, "retry_on_timeout")
+        # Such a Retry retries on timeouts: the deprecated flag would only add a warning.
+        kwargs.pop("retry_on_timeout", None)
         kwargs["retry"] = Retry(NoBackoff(), 1 if asked else 0)
     return RedisOptions(url, kwargs, down_for)
 
