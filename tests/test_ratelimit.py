@@ -255,29 +255,49 @@ def one_per_day(**extra: str) -> dict[str, str]:
     return {"kvs.ratelimit.limits": "1/day", **extra}
 
 
-def test_session_key_reads_the_default_cookie_without_session_settings() -> None:
+def test_without_sessions_the_session_key_is_the_client_address() -> None:
     app = make_app(one_per_day())
-    app.set_cookie("session_id", "abc")
+    app.set_cookie("session_id", "A" * 43)  # no session component to vouch for it
     app.get("/")
     app.get("/", status=429)
-    app.set_cookie("session_id", "other")
-    app.get("/")  # another session, same address: its own quota
+    app.set_cookie("session_id", "B" * 43)
+    app.get("/", status=429)  # inventing cookies does not buy a new quota
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.9"})
 
 
-def test_session_key_follows_the_session_settings() -> None:
-    settings = one_per_day(**{"kvs.session": json.dumps({"key_name": "sid"})})
-    app = make_app(settings)
-    app.set_cookie("sid", "abc")
-    app.get("/")
-    app.get("/", status=429)
-    app.set_cookie("session_id", "ignored")
-    app.get("/", status=429)
-    header_app = make_app(
-        one_per_day(**{"kvs.session.session_type": "header", "kvs.session.key_name": "X-S"})
+def test_session_key_reads_the_id_the_way_the_session_does() -> None:
+    settings = one_per_day(
+        **{"kvs.session": json.dumps({"key_name": "sid"}), "kvs.session.secret": "s" * 32}
     )
-    header_app.get("/", headers={"X-S": "one"})
-    header_app.get("/", headers={"X-S": "one"}, status=429)
-    header_app.get("/", headers={"X-S": "two"})
+    app = make_app(settings)
+    sessions = get_kvs(app.app.registry).session_factory
+    assert sessions is not None
+    app.set_cookie("sid", sessions.cookie_value("A" * 43))
+    app.get("/")
+    app.get("/", status=429)
+    app.set_cookie("sid", sessions.cookie_value("B" * 43))
+    app.get("/")  # another session, same address: its own quota
+    app.set_cookie("sid", "A" * 43 + ".forged-signature")
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.7"})  # a forgery counts by address
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.7"}, status=429)
+
+
+def test_header_sessions_are_counted_by_token_whichever_header_carries_it() -> None:
+    app = make_app(
+        one_per_day(**{"kvs.session.session_type": "header", "kvs.session.key_name": "X-A, X-B"})
+    )
+    app.get("/", headers={"X-B": "one"})  # two API clients behind one address
+    app.get("/", headers={"X-A": "two"})
+    app.get("/", headers={"x-a": "one"}, status=429)
+    app.get("/", headers={"X-B": "two"}, status=429)
+
+
+def test_a_cookie_header_that_is_not_utf8_is_no_session_id() -> None:
+    app = make_app(one_per_day(**{"kvs.session.secret": "s" * 32}))
+    for address, name in (("192.0.2.5", "session_id"), ("192.0.2.6", "a")):
+        environ = {"HTTP_COOKIE": f'{name}="\xff"', "REMOTE_ADDR": address}
+        app.get("/", extra_environ=environ)
+        app.get("/", extra_environ=environ, status=429)  # counted by address
 
 
 def test_without_a_session_id_the_client_address_is_the_holder() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
+from pyramid.request import Request
 
 if TYPE_CHECKING:
     from .ratelimit.limiter import RateLimiter
@@ -34,7 +35,7 @@ from .settings import (
     parse_ratelimit,
     parse_session,
 )
-from .stores import MissingExtra, Store, create_store
+from .stores import Batch, MissingExtra, Store, create_store
 
 REGISTRY_KEY = "pyramid_kvs"
 #: set by pyramid_kvs.testing: every configured store becomes a mock store
@@ -125,6 +126,7 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
         kvs.ratelimiter = RateLimiter(
             kvs.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
             ratelimit_settings,
+            sessions=kvs.session_factory,
         )
     return kvs
 
@@ -138,3 +140,18 @@ def get_kvs(registry: Registry) -> KVS:
             "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
             "and commit the configuration"
         ) from None
+
+
+def prefetch_session(request: Request, batch: Batch) -> bool:
+    """Queue the load of *request*'s session on *batch*, to spare its round trip.
+
+    For components that send their own batch early in the request (the rate
+    limiter does): when sessions are configured, the request carries a well-formed
+    (and correctly signed) id, and *batch* runs on the session store's client, the
+    load is queued on it and ``request.session`` takes its result on first use.
+    Returns whether it was queued.  If the batch does not run, the session loads
+    itself.
+    """
+    kvs = request.registry.get(REGISTRY_KEY)
+    factory = None if kvs is None else kvs.session_factory
+    return factory is not None and factory.prefetch(request, batch)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -418,10 +419,6 @@ class RateLimitSettings:
     headers: str = "both"
     #: when the store is unreachable: allow (and log) or deny (503)
     on_error: str = "allow"
-    #: how the session id travels (read from ``kvs.session``): cookie or header
-    session_type: str = "cookie"
-    #: the cookie or header carrying the session id
-    session_key_name: str = "session_id"
 
 
 HOLDER_KINDS = ("session", "ip", "userid")
@@ -474,6 +471,16 @@ def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
     raw = raw_component(settings, "ratelimit")
     if raw is None:
         return None
+    if "key_suffix" in raw:
+        # 1.x appended it to the session key of its counter; 2.0 keys counters by
+        # holder under key_prefix, so the value has nothing left to name.
+        warnings.warn(
+            f"{prefix}.key_suffix is deprecated and ignored: rate-limit counters live "
+            "under kvs.ratelimit.key_prefix (default 'ratelimit::')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        raw = {key: value for key, value in raw.items() if key != "key_suffix"}
     values = parse_fields(raw, prefix, RATELIMIT_FIELDS)
     window, limit, limits = values.pop("window"), values.pop("limit"), values.pop("limits")
     if limits is None:
@@ -485,17 +492,7 @@ def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
         store = parse_store(session, f"{SETTINGS_PREFIX}.session")
     else:
         store = StoreSpec(origin=prefix)
-    session_type = str(session.get("session_type") or "cookie").strip()
-    if session_type not in {"cookie", "header"}:
-        session_type = "cookie"  # the session component reports its own bad settings
-    key_name = str(session.get("key_name") or "session_id").strip() or "session_id"
-    return RateLimitSettings(
-        store=store,
-        limits=limits,
-        session_type=session_type,
-        session_key_name=key_name,
-        **values,
-    )
+    return RateLimitSettings(store=store, limits=limits, **values)
 
 
 # -- sessions ----------------------------------------------------------------------------
@@ -552,6 +549,20 @@ def to_samesite(value: Any) -> str | None:
     return choices[value.strip().lower()]
 
 
+#: the longest header token a session accepts (longer values are not tokens)
+TOKEN_MAX_LENGTH = 4096
+
+
+def to_token_length(value: Any) -> int:
+    try:
+        length = to_positive_int(value)
+    except ValueError:
+        length = 0
+    if not 1 <= length <= TOKEN_MAX_LENGTH:
+        raise ValueError(f"expected a whole number from 1 to {TOKEN_MAX_LENGTH}")
+    return length
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     """``kvs.session``: the session factory behind ``request.session``."""
@@ -577,6 +588,13 @@ class SessionSettings:
     cookie_httponly: bool = True
     cookie_samesite: str | None = "Lax"
     cookie_max_age: int | None = None
+    #: header sessions: a token the store does not know starts a session under it
+    #: (false: only tokens bound with update_session_token count)
+    adopt_tokens: bool = True
+    #: header sessions: the shortest token accepted
+    token_min_length: int = 1
+    #: read (and move) sessions pyramid_kvs 1.x left in the store
+    legacy_sessions: bool = True
 
     @property
     def key_name(self) -> str:
@@ -599,6 +617,9 @@ SESSION_FIELDS = (
     Field("cookie_httponly", to_bool, True),
     Field("cookie_samesite", to_samesite, "Lax"),
     Field("cookie_max_age", to_optional_positive_int, None),
+    Field("adopt_tokens", to_bool, True),
+    Field("token_min_length", to_token_length, 1),
+    Field("legacy_sessions", to_bool, True),
 )
 
 

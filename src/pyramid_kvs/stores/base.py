@@ -298,8 +298,9 @@ class Batch:
             )
         return store
 
-    def get(self, key: str) -> Pending[bytes | None]:
-        return self._queue("get", key)
+    def get(self, key: str, *, store: Store | None = None) -> Pending[bytes | None]:
+        """Queue :meth:`Store.get`; *store*, as for :meth:`load_record`."""
+        return self._queue_on(self._target(store), "get", key)
 
     def get_and_touch(self, key: str, ttl: int | None) -> Pending[bytes | None]:
         return self._queue("get_and_touch", key, check_ttl(ttl))
