@@ -488,3 +488,21 @@ def test_error_responses_carry_the_headers_too() -> None:
     app = make_app({"kvs.ratelimit.limits": "5/day"})
     missing = app.get("/nowhere", status=404)
     assert missing.headers["X-RateLimit-Remaining"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("settings", "vary"),
+    [
+        ({"kvs.session.secret": "s" * 32}, "Cookie"),
+        ({"kvs.session.session_type": "header", "kvs.session.key_name": "X-A X-B"}, "X-A, X-B"),
+        ({"kvs.ratelimit.key": "header:X-Api-Key"}, "X-Api-Key"),
+        ({"kvs.ratelimit.key": "ip"}, None),
+    ],
+)
+def test_responses_vary_on_what_the_holder_is_read_from(
+    settings: dict[str, str], vary: str | None
+) -> None:
+    app = make_app({"kvs.ratelimit.limits": "1/day", **settings})
+    for status in (200, 429):
+        response = app.get("/", status=status)
+        assert response.headers.get("Vary") == vary

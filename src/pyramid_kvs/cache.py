@@ -239,6 +239,10 @@ class Cache:
         return decorate
 
 
+#: the name pyramid_kvs 1.x gave the class of ``request.cache``
+ApplicationCache = Cache
+
+
 def _check_key(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"cache keys are strings, not {type(key).__name__}")

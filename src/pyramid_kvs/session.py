@@ -67,6 +67,7 @@ import math
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ from .codecs import Codec
 from .settings import TOKEN_MAX_LENGTH, SessionSettings
 from .stores import Batch, Pending, Store, StoreError, StoreUnavailable
 from .stores.base import StoredRecord
+from .vary import add_vary
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,11 @@ class SessionFactory:
     @property
     def uses_cookie(self) -> bool:
         return self.settings.session_type == "cookie"
+
+    @property
+    def vary_headers(self) -> tuple[str, ...]:
+        """The request headers a response that used the session depends on."""
+        return ("Cookie",) if self.uses_cookie else self.settings.key_names
 
     # -- ids -------------------------------------------------------------------------
 
@@ -680,6 +687,15 @@ class KVSSession(MutableMapping[str, Any]):
         self._ensure_loaded()
         return key in self._data
 
+    def has_key(self, key: str) -> bool:
+        """``key in session``, under the name 1.x also offered (deprecated)."""
+        warnings.warn(
+            "session.has_key(key) is deprecated: use `key in session`",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return key in self
+
     def __repr__(self) -> str:
         state = repr(self._data) if self._loaded else "not loaded"
         return f"<KVSSession {state}>"
@@ -688,7 +704,7 @@ class KVSSession(MutableMapping[str, Any]):
 
     def _on_response(self, request: Request, response: Response) -> None:
         factory = self._factory
-        _add_vary(response, ("Cookie",) if factory.uses_cookie else factory.settings.key_names)
+        add_vary(response, factory.vary_headers)
         if self._unsaved:
             return
         try:
@@ -749,13 +765,6 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
-
-
-def _add_vary(response: Response, names: tuple[str, ...]) -> None:
-    vary = list(response.vary or ())
-    missing = [name for name in names if name.lower() not in {v.lower() for v in vary}]
-    if missing:
-        response.vary = (*vary, *missing)
 
 
 def _make_unavailable(response: Response) -> None:

@@ -111,3 +111,19 @@ def build_holder(
         return "custom:" + str(holder) if holder is not None else by_address(request)
 
     return by_function
+
+
+def holder_headers(
+    settings: RateLimitSettings, sessions: SessionFactory | None
+) -> tuple[str, ...]:
+    """The request headers the holder is read from, for the responses' ``Vary``.
+
+    Rate-limit headers count one holder's requests: a shared cache must not serve them
+    to another client.  Addresses, users and custom holders are not read from a
+    header pyramid_kvs can name.
+    """
+    if settings.key == "session" and sessions is not None:
+        return sessions.vary_headers
+    if settings.key.startswith("header:"):
+        return (settings.key[len("header:") :],)
+    return ()

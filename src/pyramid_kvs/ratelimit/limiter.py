@@ -31,7 +31,7 @@ from pyramid.request import Request
 from ..settings import RateLimitSettings
 from ..stores import Batch, Store, StoreError
 from ..stores.memory import MemoryStore
-from .holders import HolderFunction, build_holder
+from .holders import HolderFunction, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
 from .refusal import RateLimitError, RateLimitUnavailable
 
@@ -109,6 +109,8 @@ class RateLimiter:
         #: the application's session factory: the session holder and the prefetch
         self.sessions = sessions
         self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
+        #: the request headers the holder comes from: the responses' Vary
+        self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = build_engine(store, settings.algorithm)
 
     def queue(

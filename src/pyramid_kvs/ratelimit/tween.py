@@ -28,6 +28,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from ..runtime import get_kvs
+from ..vary import add_vary
 from .deriver import APPLIED_KEY, view_policies
 from .headers import rate_limit_headers
 from .limiter import OUTCOME_KEY
@@ -36,13 +37,18 @@ from .refusal import RateLimitError, RateLimitUnavailable, render_refusal
 Handler = Callable[[Request], Response]
 
 
-def decorate(request: Request, response: Response, style: str) -> None:
-    """Set the headers of the request's latest verdict on *response*."""
+def decorate(request: Request, response: Response, style: str, vary: tuple[str, ...]) -> None:
+    """Set the headers of the request's latest verdict on *response*.
+
+    *vary* names the request headers the holder was read from: the verdict is that
+    holder's, so shared caches must tell holders apart.
+    """
     outcome = request.environ.get(OUTCOME_KEY)
     if outcome is None:
         return
     if not outcome.allowed and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = str(outcome.retry_after)
+    add_vary(response, vary)
     if style == "none":
         return
     for name, value in rate_limit_headers(outcome, style):
@@ -66,10 +72,10 @@ def ratelimit_tween_factory(handler: Handler, registry: Registry) -> Handler:
                 limiter.enforce(request, limits, scope)
             except (RateLimitError, RateLimitUnavailable) as refusal:
                 response = render_refusal(request, refusal)
-                decorate(request, response, style)
+                decorate(request, response, style, limiter.vary)
                 return response
         response = handler(request)
-        decorate(request, response, style)
+        decorate(request, response, style, limiter.vary)
         return response
 
     return ratelimit_tween
