@@ -392,3 +392,18 @@ def test_no_warning_for_settings_written_for_1x() -> None:
                 "kvs.perlsess": '{"type": "memcached"}',
             }
         )
+
+
+def test_names_1x_code_uses() -> None:
+    from pyramid_kvs.cache import ApplicationCache, Cache
+
+    assert ApplicationCache is Cache
+    app = make_app(session_settings("memory://"))
+    config = Configurator(registry=app.app.registry)
+    config.add_route("has", "/has")
+    config.add_view(lambda request: {"has": request.session.has_key("a")}, route_name="has",
+                    renderer="json")  # fmt: skip
+    config.commit()
+    app.get("/write", {"a": "1"})
+    with pytest.warns(DeprecationWarning, match="use `key in session`"):
+        assert app.get("/has").json == {"has": True}
