@@ -910,3 +910,17 @@ def test_the_testing_include_mocks_the_session_store() -> None:
     assert len(list(mock_store(config.registry, "session").scan())) == 1
     with pytest.raises(LookupError, match="cache"):
         mock_store(config.registry, "cache")
+
+
+@pytest.mark.parametrize("created", [b"nan", b"inf", b"-inf", b"1e999", b"\xff"])
+def test_a_creation_time_that_is_not_a_time_gives_a_fresh_session(
+    backend_url: str, created: bytes
+) -> None:
+    app = make_app(backend_url, lifetime="100")
+    cookie = cookie_of(app.get("/set/a/1"))
+    assert cookie is not None
+    key = factory_of(app).storage_key(cookie.partition(".")[0])
+    session_store(app).replace_record(key, {"__created__": created, "a": b"1"}, 60)
+    response = app.get("/set/b/2")
+    assert response.json["data"] == {"b": 2} and response.json["new"] is True
+    assert cookie_of(response) not in (None, "", cookie)

@@ -467,6 +467,8 @@ class KVSSession(MutableMapping[str, Any]):
             return False
         try:
             created = float(raw_created.decode("ascii"))
+            if not math.isfinite(created):
+                raise ValueError(f"creation time {created}")
             data = {
                 name: factory.codec.loads(value)
                 for name, value in fields.items()
@@ -737,9 +739,9 @@ class KVSSession(MutableMapping[str, Any]):
         if (encoded or self._force_write) and self._id is not None:
             fields = {**encoded, CREATED_FIELD: repr(self._created).encode("ascii")}
             with factory.store.batch() as batch:
-                for key in self._doomed:
-                    batch.delete(key)
-                batch.replace_record(factory.storage_key(self._id), fields, ttl)
+                writes: list[Pending[Any]] = [batch.delete(key) for key in self._doomed]
+                writes.append(batch.replace_record(factory.storage_key(self._id), fields, ttl))
+            _confirm(writes)
             if factory.uses_cookie:
                 self._set_cookie(response)
             return
@@ -747,8 +749,8 @@ class KVSSession(MutableMapping[str, Any]):
             log.debug("a header session without a token is not saved")
         if self._doomed:
             with factory.store.batch() as batch:
-                for key in self._doomed:
-                    batch.delete(key)
+                deletes = [batch.delete(key) for key in self._doomed]
+            _confirm(deletes)
         if factory.uses_cookie and factory.incoming(self._request) is not None:
             self._set_cookie(response, expire=True)
 
@@ -765,6 +767,13 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
+
+
+def _confirm(writes: list[Pending[Any]]) -> None:
+    """Raise the error of any write of a batch that failed: a pipeline reports each
+    command's error in its own reply, and nothing may be reported saved that was not."""
+    for write in writes:
+        write.value  # noqa: B018 - raises the operation's error
 
 
 def _make_unavailable(response: Response) -> None:
