@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
@@ -506,3 +507,31 @@ def test_responses_vary_on_what_the_holder_is_read_from(
     for status in (200, 429):
         response = app.get("/", status=status)
         assert response.headers.get("Vary") == vary
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("garbage", [b"not a number", b"nan nan nan", b"inf", b"-inf", b"nan"])
+def test_a_key_holding_something_else_is_a_store_error(
+    backend: str, backend_url: str, algorithm: str, garbage: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    settings = limited(backend_url, "1/day", **{"kvs.ratelimit.algorithm": algorithm})
+    apps = {policy: make_app({**settings, "kvs.ratelimit.on_error": policy})
+            for policy in ("allow", "deny")}  # fmt: skip
+    for policy, app in apps.items():
+        app.extra_environ = {"REMOTE_ADDR": f"192.0.2.{len(policy)}"}  # a holder each
+        app.get("/")
+        limiter = get_kvs(app.app.registry).ratelimiter
+        assert limiter is not None
+        (key,) = list(limiter.store.scan(f"ip:192.0.2.{len(policy)}:*"))
+        if backend == "redis":
+            client = redis.Redis.from_url(backend_url)
+            client.set("ratelimit::" + key, garbage)
+            client.close()
+        else:
+            limiter.store.set(key, garbage, 60)
+        with caplog.at_level(logging.WARNING, logger="pyramid_kvs.ratelimit"):
+            response = app.get("/", status=200 if policy == "allow" else 503)
+        assert "X-RateLimit-Limit" not in response.headers
+        assert ("allowed unchecked" if policy == "allow" else "request denied") in caplog.text
