@@ -356,3 +356,20 @@ def test_deep_json_in_a_stored_session_is_a_fresh_session_not_a_500(
         assert app.get("/show").json == {"data": {}}
     assert "does not decode as json" in caplog.text
     client.close()
+
+
+def test_no_session_store_key_can_reveal_the_pickle_key() -> None:
+    """Session store keys are HMAC(secret, id), public to anyone reading the store."""
+    config = build(
+        {
+            "kvs.session.url": "memory://",
+            "kvs.session.codec": "pickle",
+            "kvs.session.secret": SECRET,
+        }
+    )
+    factory = get_kvs(config.registry).session_factory
+    assert factory is not None
+    label = "pyramid_kvs pickle codec v1\x00kvs.session"
+    assert not factory.valid_token(label)  # the NUL: no id or token can be the label
+    pickle_key = factory.codec._key  # type: ignore[attr-defined]
+    assert factory.storage_key(label) == pickle_key.hex()  # what it would reveal

@@ -101,6 +101,8 @@ class PickleCodec:
         self.signed = secret is not None
         self._key = b""
         if secret is not None:
+            # Sessions publish HMAC(secret, id) as store keys; the NUL byte, which no
+            # session id or token may hold, keeps this key from ever being one.
             label = b"pyramid_kvs pickle codec v1\x00" + purpose.encode("utf-8")
             self._key = hmac.new(secret.encode("utf-8"), label, hashlib.sha256).digest()
 
