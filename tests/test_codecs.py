@@ -373,3 +373,34 @@ def test_no_session_store_key_can_reveal_the_pickle_key() -> None:
     assert not factory.valid_token(label)  # the NUL: no id or token can be the label
     pickle_key = factory.codec._key  # type: ignore[attr-defined]
     assert factory.storage_key(label) == pickle_key.hex()  # what it would reveal
+
+
+def test_pickled_sessions_are_signed_with_the_session_secret(redis_url: str) -> None:
+    config = Configurator(
+        settings={
+            "kvs.session.url": redis_url,
+            "kvs.session.codec": "pickle",
+            "kvs.session.secret": OTHER_SECRET,
+        }
+    )
+    config.include("pyramid_kvs")
+
+    def write(request: Any) -> dict[str, Any]:
+        request.session["cart"] = {"items": ("book", "pen")}
+        return {}
+
+    def show(request: Any) -> dict[str, Any]:
+        return {"cart": repr(request.session.get("cart"))}
+
+    for name, view in (("write", write), ("show", show)):
+        config.add_route(name, f"/{name}")
+        config.add_view(view, route_name=name, renderer="json")
+    app = TestApp(config.make_wsgi_app())
+    app.get("/write")
+    assert app.get("/show").json == {"cart": "{'items': ('book', 'pen')}"}  # a tuple: pickle
+    client = redis.Redis.from_url(redis_url)
+    (key,) = client.keys("session::*")
+    stored = client.hget(key, "cart")
+    assert stored is not None and stored.startswith(SIGNED_PICKLE_MAGIC)
+    assert PickleCodec(OTHER_SECRET, "kvs.session").loads(stored) == {"items": ("book", "pen")}
+    client.close()
