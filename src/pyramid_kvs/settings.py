@@ -109,6 +109,15 @@ def to_positive_float(value: Any) -> float:
     return number
 
 
+def to_secret(value: Any) -> str | None:
+    """A signing secret of at least 32 characters, or none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.strip()) < 32:
+        raise ValueError("expected a random string of at least 32 characters")
+    return value.strip()
+
+
 def to_key_prefix(value: Any) -> str:
     prefix = to_str(value)
     if any(ord(char) <= 32 or ord(char) == 127 for char in prefix):
@@ -251,6 +260,8 @@ class CacheSettings:
     lock_timeout: int = 30
     #: seconds other callers wait for that regeneration before computing themselves
     lock_wait: float = 2.0
+    #: HMAC key signing pickled values (the pickle codec refuses unsigned ones)
+    secret: str | None = None
 
 
 CACHE_FIELDS = (
@@ -260,6 +271,7 @@ CACHE_FIELDS = (
     Field("raise_errors", to_bool, False),
     Field("lock_timeout", to_positive_int, 30),
     Field("lock_wait", to_positive_float, 2.0),
+    Field("secret", to_secret, None, sensitive=True),
 )
 
 
@@ -518,15 +530,6 @@ def to_key_names(value: Any) -> tuple[str, ...]:
         if not isinstance(name, str) or not _TOKEN_NAME.match(name):
             raise ValueError("expected cookie or header names (letters, digits, - and _)")
     return tuple(value)
-
-
-def to_secret(value: Any) -> str | None:
-    """A signing secret of at least 32 characters, or none."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str) or len(value.strip()) < 32:
-        raise ValueError("expected a random string of at least 32 characters")
-    return value.strip()
 
 
 def to_optional_str(value: Any) -> str | None:

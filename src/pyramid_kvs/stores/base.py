@@ -45,6 +45,19 @@ class UnsupportedOperation(StoreError):
     """The store cannot do this by design (e.g. listing keys on memcached)."""
 
 
+class ValueTooLarge(StoreError):
+    """A value larger than the reader's bound (see :meth:`Store.get_bounded`).
+
+    The message leaves the key out: keys of the values read this way (session ids)
+    are credentials, and errors end up in logs.
+    """
+
+    def __init__(self, size: int, max_size: int) -> None:
+        super().__init__(f"a value of {size} bytes, more than max_size={max_size}")
+        self.size = size
+        self.max_size = max_size
+
+
 class _Unset:
     __slots__ = ()
 
@@ -178,6 +191,22 @@ class Store(ABC):
         value = self.get(key)
         if value is not None:
             self.delete(key)
+        return value
+
+    def get_bounded(self, key: str, max_size: int) -> bytes | None:
+        """The value under *key* (``None`` when absent) if it has at most *max_size* bytes.
+
+        Raises :class:`ValueTooLarge` otherwise.  A reader of values other
+        applications write (the Perl sessions) must not pay for a value of any size
+        before it can refuse it, so network stores check the size *before* the value
+        travels (Redis, memcached), in the same single round trip.  This portable
+        default reads the value first: right for in-process stores, whose ``get``
+        hands over the stored object without copying it, while on a network store
+        it bounds only what the caller keeps, not what the client downloads.
+        """
+        value = self.get(key)
+        if value is not None and len(value) > max_size:
+            raise ValueTooLarge(len(value), max_size)
         return value
 
     # -- several keys ----------------------------------------------------------------

@@ -41,6 +41,7 @@ from .base import (
     StoredRecord,
     StoreError,
     StoreUnavailable,
+    ValueTooLarge,
     check_ttl,
     check_value,
 )
@@ -187,6 +188,20 @@ class MemcachedStore(Store):
     def get(self, key: str) -> bytes | None:
         return self._call("get", self._key(key))  # type: ignore[no-any-return]
 
+    def get_bounded(self, key: str, max_size: int) -> bytes | None:
+        """One ``get`` whose body is not read when its header announces too many bytes.
+
+        The connection is then closed, dropping the unread bytes with it, and the
+        pool opens a new one for the next request.
+        """
+        try:
+            value = self._call("get_bounded", self._key(key), max_size)
+        except _TooLarge as exc:
+            raise ValueTooLarge(exc.size, max_size) from None
+        if value is not None and len(value) > max_size:  # a client that read it anyway
+            raise ValueTooLarge(len(value), max_size)
+        return value  # type: ignore[no-any-return]
+
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
@@ -299,8 +314,19 @@ class MemcachedStore(Store):
         self.client.close()
 
 
+class _TooLarge(Exception):
+    """Raised inside pymemcache's reader: the announced value exceeds the bound."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a value of {size} bytes")
+        self.size = size
+
+
 class _GatClient(Client):
-    """pymemcache's client plus memcached's ``gat`` (get and touch) command."""
+    """pymemcache's client plus ``gat`` (get and touch) and a size-bounded ``get``."""
+
+    #: while :meth:`get_bounded` runs: the most bytes a value may have
+    _value_limit: int | None = None
 
     def gat(self, key: bytes, expire: int) -> bytes | None:
         # "gat <exptime> <key>" answers exactly like "get <key>", so pymemcache's
@@ -312,6 +338,38 @@ class _GatClient(Client):
         """``gat`` that also returns the CAS token, like ``gets``."""
         found = self._fetch_cmd(b"gats " + str(int(expire)).encode(), [key], True)
         return found.get(key, (None, None))  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
+        """``get`` refusing a value of more than *max_size* bytes before reading it.
+
+        memcached cannot be asked to send a value only below a size, but every value
+        arrives behind a ``VALUE <key> <flags> <bytes>`` line.  pymemcache reads that
+        line, then the body, in ``_extract_value`` (the hook it provides for
+        subclasses); ours raises on the announced size before the body is read, and
+        ``_fetch_cmd`` closes the connection on any error, unread bytes included.
+        """
+        self._value_limit = max_size
+        try:
+            found = self._fetch_cmd(b"get", [key], False)
+        finally:
+            self._value_limit = None
+        return found.get(key)  # type: ignore[no-any-return]
+
+    def _extract_value(
+        self,
+        expect_cas: bool,
+        line: bytes,
+        buf: bytes,
+        remapped_keys: dict[bytes, Any],
+        prefixed_keys: list[bytes],
+    ) -> tuple[Any, Any, bytes]:
+        limit = self._value_limit
+        if limit is not None:
+            # VALUE <key> <flags> <bytes> [<cas unique>]
+            fields = line.split()
+            if len(fields) > 3 and fields[3].isdigit() and int(fields[3]) > limit:
+                raise _TooLarge(int(fields[3]))
+        return super()._extract_value(expect_cas, line, buf, remapped_keys, prefixed_keys)
 
 
 class _PooledGatClient(PooledClient):
@@ -326,6 +384,10 @@ class _PooledGatClient(PooledClient):
     def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
             return client.gats(key, expire)  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
+        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
+            return client.get_bounded(key, max_size)  # type: ignore[no-any-return]
 
 
 class _GatHashClient(HashClient):
@@ -344,3 +406,6 @@ class _GatHashClient(HashClient):
 
     def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
         return self._run_cmd("gats", key, (None, None), expire)  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
+        return self._run_cmd("get_bounded", key, None, max_size)  # type: ignore[no-any-return]
