@@ -115,16 +115,19 @@ def start_redis() -> Server:
     return start(command, port)
 
 
-def start_memcached() -> Server:
+def start_memcached(max_item_size: str | None = None) -> Server:
+    """A memcached; *max_item_size* (``-I``, e.g. ``"32m"``) raises its 1 MB item limit."""
     port = port_for.select_random()
     command = [
         _executable("memcached"),
         "-l", LOOPBACK,
         "-p", str(port),
         "-U", "0",
-        "-m", "64",
+        "-m", "64" if max_item_size is None else "128",
         "-u", "root",
     ]  # fmt: skip
+    if max_item_size is not None:
+        command += ["-I", max_item_size]
     return start(command, port)
 
 

@@ -16,7 +16,9 @@ import logging
 import secrets
 import subprocess
 import time
+import tracemalloc
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,11 @@ from pyramid_kvs.perlsess import (
 )
 from pyramid_kvs.runtime import get_kvs
 from pyramid_kvs.settings import parse_perlsess
-from pyramid_kvs.storable import StorableError, nfreeze
+from pyramid_kvs.storable import StorableError, nfreeze, perl_number, thaw
 from pyramid_kvs.stores import create_store
 from pyramid_kvs.stores.memcached import FlaggedBytes
 from roundtrips import count_round_trips
-from servers import unused_port
+from servers import Server, start_memcached, unused_port
 
 PERL_SCRIPT = Path(__file__).parent / "perl" / "perl_sessions.pl"
 PREFIX = "perlsess::"
@@ -505,23 +507,37 @@ def test_decode_session_reads_every_wrapping(memcached_address: str) -> None:
     store.close()
 
 
+#: stored values built to hurt: deep nesting, numbers of thousands of digits
+HOSTILE_VALUES = [
+    b"[" * 100_000,
+    b'{"a":' * 100_000,
+    b'{"_SESSION_ATIME":' + b"9" * 5000 + b"}",
+    nfreeze({"_SESSION_ATIME": "9" * 5000, "_SESSION_ETIME": 60}),
+    nfreeze({"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": {"a": "9" * 5000}}),
+    b"\x05\x0b" + b"\x04" * 100_000,  # Storable references 100 000 deep
+]
+
+stored_bytes = st.one_of(
+    st.binary(max_size=200),
+    st.binary(max_size=200).map(lambda tail: nfreeze(SESSION)[:20] + tail),
+    st.binary(max_size=200).map(gzip.compress),
+    st.binary(max_size=200).map(base64.encodebytes),
+    st.sampled_from(HOSTILE_VALUES),
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    data=st.one_of(
-        st.binary(max_size=200),
-        st.binary(max_size=200).map(lambda tail: nfreeze(SESSION)[:20] + tail),
-        st.binary(max_size=200).map(gzip.compress),
-        st.binary(max_size=200).map(base64.encodebytes),
-    ),
-    flags=st.integers(min_value=0, max_value=0xFFFF),
+    data=stored_bytes,
+    flags=st.integers(min_value=-(2**40), max_value=2**40),
     codec=st.sampled_from(["storable", "json"]),
 )
-def test_any_stored_bytes_decode_or_raise_a_value_error(
+def test_any_stored_bytes_decode_or_raise_a_documented_error(
     data: bytes, flags: int, codec: str
 ) -> None:
     try:
-        session = decode_session(data, flags, codec=codec, max_size=4096)
-    except ValueError:  # PerlSessionError, StorableError: the reader logs these
+        session = decode_session(data, flags, codec=codec, max_size=1 << 20)
+    except (PerlSessionError, StorableError):  # the only errors, both logged by the reader
         return
     assert isinstance(session, dict)
 
@@ -546,6 +562,182 @@ def test_cgi_session_expiry_rules() -> None:
     assert apply_cgi_session_expiry(odd, 10**10) == odd
     odd = {"_SESSION_ATIME": "1000", "_SESSION_ETIME": 10**400}
     assert apply_cgi_session_expiry(odd, 10**10) == odd
+
+
+HOSTILE_CGI_FIELDS: list[dict[str, Any]] = [
+    {"_SESSION_ATIME": "9" * 5000, "_SESSION_ETIME": 60},
+    {"_SESSION_ATIME": 1000, "_SESSION_ETIME": "9" * 5000},
+    {"_SESSION_ATIME": "-" + "9" * 5000, "_SESSION_ETIME": "1" * 5000},
+    {"_SESSION_ATIME": 2**63 - 1, "_SESSION_ETIME": 2**63 - 1},
+    {"_SESSION_ATIME": -(2**63), "_SESSION_ETIME": 2**64 - 1},
+    {"_SESSION_ATIME": float("nan"), "_SESSION_ETIME": 60},
+    {"_SESSION_ATIME": 1000, "_SESSION_ETIME": float("inf")},
+    {"_SESSION_ATIME": float("-inf"), "_SESSION_ETIME": 60},
+    {"_SESSION_ATIME": 1000, "_SESSION_ETIME": float("-inf")},
+    {"_SESSION_ATIME": float("-inf"), "_SESSION_ETIME": float("nan")},
+    {"_SESSION_ATIME": 1.7976931348623157e308, "_SESSION_ETIME": 1.7976931348623157e308},
+    {"_SESSION_ATIME": "NaN", "_SESSION_ETIME": "Inf"},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": ["a", "b"]},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": "a"},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": None},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": {"a": "9" * 5000, "b": [1], "c": None}},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": {"a": float("nan"), "b": 2**64 - 1}},
+    {"_SESSION_ATIME": 1000, "_SESSION_EXPIRE_LIST": {"a": float("-inf"), "b": "-Inf"}},
+    {"_SESSION_ATIME": [1000], "_SESSION_ETIME": {"a": 1}},
+    {"_SESSION_ATIME": True, "_SESSION_ETIME": b"60"},
+]
+
+
+@pytest.mark.parametrize("fields", HOSTILE_CGI_FIELDS, ids=repr)
+def test_hostile_cgi_session_fields_are_ignored_not_fatal(fields: dict[str, Any]) -> None:
+    session = {**fields, "a": 1, "b": 2}
+    # a field that is no finite number is treated as absent: nothing expires
+    assert apply_cgi_session_expiry(session, 2000) == session
+    # and through the reader, from Storable bytes, as a request would read them
+    store = create_store("memory", {}).with_prefix(PREFIX)
+    settings = parse_perlsess({"kvs.perlsess.url": "memory://"})
+    assert settings is not None
+    reader = PerlSessionReader(store, settings, clock=lambda: 2000)
+    store.set("abc", nfreeze(session))
+    loaded, expired = reader.load("abc")
+    assert expired is False and loaded["a"] == 1 and loaded["b"] == 2
+
+
+def test_numbers_of_thousands_of_digits_stay_text() -> None:
+    digits = "9" * 5000
+    assert perl_number(digits) == digits
+    assert perl_number("-" + digits) == "-" + digits
+    assert perl_number("1" * 25) == "1" * 25  # beyond 64 bits in any case
+    assert perl_number("18446744073709551615") == 2**64 - 1  # the largest UV still reads
+    assert thaw(nfreeze([digits]), numeric_strings=True) == [digits]
+    with pytest.raises(StorableError, match="too large"):
+        nfreeze(10**5000)  # a Python int Perl cannot hold
+
+
+def test_the_reader_never_raises_even_on_a_bug(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"kvs.perlsess.url": "memory://"})
+    reader = reader_of(app)
+
+    def broken(key: str, max_size: int) -> bytes:
+        raise TypeError("a bug in a custom store")
+
+    reader.store.get_bounded = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, "pyramid_kvs.perlsess"):
+        assert read(app, "session_id", "abcdef123") == {
+            "session_id": "abcdef123",
+            "data": {},
+            "expired": False,
+        }
+    assert "unexpected error" in caplog.text and "TypeError" in caplog.text
+    assert "abcdef123" not in caplog.text
+
+
+session_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["9" * 5000, "NaN", "-Inf", "1e+308", "0123"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+cgi_sessions = st.fixed_dictionaries(
+    {},
+    optional={
+        "_SESSION_ATIME": session_values,
+        "_SESSION_ETIME": session_values,
+        "_SESSION_EXPIRE_LIST": session_values
+        | st.dictionaries(st.sampled_from(["a", "b", "user"]), session_values),
+        "user": session_values,
+        "a": session_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stored=st.one_of(
+        stored_bytes,
+        cgi_sessions.map(nfreeze),
+        cgi_sessions.map(lambda session: json.dumps(session).encode()),
+    ),
+    codec=st.sampled_from(["storable", "json"]),
+    now=st.floats(allow_nan=False) | st.integers(0, 2**40),
+)
+def test_the_reader_never_raises_whatever_the_store_holds(
+    stored: bytes, codec: str, now: float
+) -> None:
+    settings = parse_perlsess({"kvs.perlsess.url": "memory://", "kvs.perlsess.codec": codec})
+    assert settings is not None
+    store = create_store("memory", {}).with_prefix(PREFIX)
+    store.set("abc", stored)
+    session, expired = PerlSessionReader(store, settings, clock=lambda: now).load("abc")
+    assert isinstance(session, dict) and isinstance(expired, bool)
+
+
+# -- max_size: refused before the value is downloaded ----------------------------------
+
+BIG = 20 * 1024 * 1024
+MAX_SIZE = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def big_memcached() -> Iterator[Server]:
+    """A memcached whose item limit (32 MB) lets it hold a 20 MB value."""
+    server = start_memcached(max_item_size="32m")
+    yield server
+    server.stop()
+
+
+def peak_memory(call: Callable[[], Any]) -> int:
+    """The most memory Python allocated while *call* ran, in bytes."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_a_value_over_max_size_is_refused_before_it_is_downloaded(
+    backend: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend == "redis":
+        app = redis_app(request.getfixturevalue("redis_url"), max_size=str(MAX_SIZE))
+    else:
+        address = request.getfixturevalue("big_memcached").address
+        app = memcached_app(address, max_size=MAX_SIZE)
+    reader = reader_of(app)
+    session_id = secrets.token_hex(16)
+    reader.store.set(session_id, b"\x05\x0b" + b"x" * (BIG - 2))
+    reader.store.ping()  # connected outside the measures
+
+    downloaded = peak_memory(lambda: reader.store.get(session_id))
+    with count_round_trips() as trips, caplog.at_level(logging.WARNING, "pyramid_kvs.perlsess"):
+        refused = peak_memory(lambda: reader.load(session_id))
+    app.set_cookie("session_id", session_id)
+    body = app.get("/").json
+
+    assert downloaded >= BIG  # what reading it would cost: the measure sees it
+    assert refused < MAX_SIZE  # the refusal costs less than even an allowed value
+    assert trips.total == 1
+    assert f"{BIG} bytes exceed max_size={MAX_SIZE} (not read)" in caplog.text
+    assert body == {"session_id": session_id, "data": {}, "expired": False}
+    # a session within max_size still reads, on the same client
+    reader.write(session_id, SESSION)
+    assert read(app, "session_id", session_id)["data"] == SESSION
+
+
+def test_a_value_over_max_size_in_memory_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"kvs.perlsess.url": "memory://", "kvs.perlsess.max_size": "100"})
+    reader_of(app).store.set("abc", nfreeze({"notes": "x" * 200}))
+    with caplog.at_level(logging.WARNING, "pyramid_kvs.perlsess"):
+        assert read(app, "session_id", "abc")["data"] == {}
+    assert "exceed max_size=100 (not read)" in caplog.text
 
 
 # -- settings --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
@@ -255,29 +256,49 @@ def one_per_day(**extra: str) -> dict[str, str]:
     return {"kvs.ratelimit.limits": "1/day", **extra}
 
 
-def test_session_key_reads_the_default_cookie_without_session_settings() -> None:
+def test_without_sessions_the_session_key_is_the_client_address() -> None:
     app = make_app(one_per_day())
-    app.set_cookie("session_id", "abc")
+    app.set_cookie("session_id", "A" * 43)  # no session component to vouch for it
     app.get("/")
     app.get("/", status=429)
-    app.set_cookie("session_id", "other")
-    app.get("/")  # another session, same address: its own quota
+    app.set_cookie("session_id", "B" * 43)
+    app.get("/", status=429)  # inventing cookies does not buy a new quota
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.9"})
 
 
-def test_session_key_follows_the_session_settings() -> None:
-    settings = one_per_day(**{"kvs.session": json.dumps({"key_name": "sid"})})
-    app = make_app(settings)
-    app.set_cookie("sid", "abc")
-    app.get("/")
-    app.get("/", status=429)
-    app.set_cookie("session_id", "ignored")
-    app.get("/", status=429)
-    header_app = make_app(
-        one_per_day(**{"kvs.session.session_type": "header", "kvs.session.key_name": "X-S"})
+def test_session_key_reads_the_id_the_way_the_session_does() -> None:
+    settings = one_per_day(
+        **{"kvs.session": json.dumps({"key_name": "sid"}), "kvs.session.secret": "s" * 32}
     )
-    header_app.get("/", headers={"X-S": "one"})
-    header_app.get("/", headers={"X-S": "one"}, status=429)
-    header_app.get("/", headers={"X-S": "two"})
+    app = make_app(settings)
+    sessions = get_kvs(app.app.registry).session_factory
+    assert sessions is not None
+    app.set_cookie("sid", sessions.cookie_value("A" * 43))
+    app.get("/")
+    app.get("/", status=429)
+    app.set_cookie("sid", sessions.cookie_value("B" * 43))
+    app.get("/")  # another session, same address: its own quota
+    app.set_cookie("sid", "A" * 43 + ".forged-signature")
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.7"})  # a forgery counts by address
+    app.get("/", extra_environ={"REMOTE_ADDR": "192.0.2.7"}, status=429)
+
+
+def test_header_sessions_are_counted_by_token_whichever_header_carries_it() -> None:
+    app = make_app(
+        one_per_day(**{"kvs.session.session_type": "header", "kvs.session.key_name": "X-A, X-B"})
+    )
+    app.get("/", headers={"X-B": "one"})  # two API clients behind one address
+    app.get("/", headers={"X-A": "two"})
+    app.get("/", headers={"x-a": "one"}, status=429)
+    app.get("/", headers={"X-B": "two"}, status=429)
+
+
+def test_a_cookie_header_that_is_not_utf8_is_no_session_id() -> None:
+    app = make_app(one_per_day(**{"kvs.session.secret": "s" * 32}))
+    for address, name in (("192.0.2.5", "session_id"), ("192.0.2.6", "a")):
+        environ = {"HTTP_COOKIE": f'{name}="\xff"', "REMOTE_ADDR": address}
+        app.get("/", extra_environ=environ)
+        app.get("/", extra_environ=environ, status=429)  # counted by address
 
 
 def test_without_a_session_id_the_client_address_is_the_holder() -> None:
@@ -468,3 +489,49 @@ def test_error_responses_carry_the_headers_too() -> None:
     app = make_app({"kvs.ratelimit.limits": "5/day"})
     missing = app.get("/nowhere", status=404)
     assert missing.headers["X-RateLimit-Remaining"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("settings", "vary"),
+    [
+        ({"kvs.session.secret": "s" * 32}, "Cookie"),
+        ({"kvs.session.session_type": "header", "kvs.session.key_name": "X-A X-B"}, "X-A, X-B"),
+        ({"kvs.ratelimit.key": "header:X-Api-Key"}, "X-Api-Key"),
+        ({"kvs.ratelimit.key": "ip"}, None),
+    ],
+)
+def test_responses_vary_on_what_the_holder_is_read_from(
+    settings: dict[str, str], vary: str | None
+) -> None:
+    app = make_app({"kvs.ratelimit.limits": "1/day", **settings})
+    for status in (200, 429):
+        response = app.get("/", status=status)
+        assert response.headers.get("Vary") == vary
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("garbage", [b"not a number", b"nan nan nan", b"inf", b"-inf", b"nan"])
+def test_a_key_holding_something_else_is_a_store_error(
+    backend: str, backend_url: str, algorithm: str, garbage: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    settings = limited(backend_url, "1/day", **{"kvs.ratelimit.algorithm": algorithm})
+    apps = {policy: make_app({**settings, "kvs.ratelimit.on_error": policy})
+            for policy in ("allow", "deny")}  # fmt: skip
+    for policy, app in apps.items():
+        app.extra_environ = {"REMOTE_ADDR": f"192.0.2.{len(policy)}"}  # a holder each
+        app.get("/")
+        limiter = get_kvs(app.app.registry).ratelimiter
+        assert limiter is not None
+        (key,) = list(limiter.store.scan(f"ip:192.0.2.{len(policy)}:*"))
+        if backend == "redis":
+            client = redis.Redis.from_url(backend_url)
+            client.set("ratelimit::" + key, garbage)
+            client.close()
+        else:
+            limiter.store.set(key, garbage, 60)
+        with caplog.at_level(logging.WARNING, logger="pyramid_kvs.ratelimit"):
+            response = app.get("/", status=200 if policy == "allow" else 503)
+        assert "X-RateLimit-Limit" not in response.headers
+        assert ("allowed unchecked" if policy == "allow" else "request denied") in caplog.text

@@ -368,6 +368,45 @@ def test_round_trips_per_request(backend: str, backend_url: str) -> None:
     }
 
 
+@pytest.mark.parametrize("backend", SERVERS)
+@pytest.mark.parametrize("legacy_sessions", ["true", "false"])
+def test_round_trips_per_request_of_header_sessions(
+    backend: str, backend_url: str, legacy_sessions: str
+) -> None:
+    app = make_app(
+        backend_url,
+        session_type="header",
+        key_name="X-Auth-Token",
+        legacy_sessions=legacy_sessions,
+    )
+    warm(app)
+    token = {"X-Auth-Token": "tok-" + "r" * 40}
+    counts = {}
+    for kind, url, headers in (
+        ("no token", "/set/a/1", {}),
+        ("new token", "/set/a/1", token),
+        ("read only", "/show", token),
+        ("write", "/set/b/2", token),
+        ("no session use", "/nothing", token),
+        ("invalidate", "/invalidate", token),
+    ):
+        with count_round_trips() as trips:
+            app.get(url, headers=headers)
+        counts[kind] = trips.total
+    # with legacy_sessions, a token the store does not know is also looked up where
+    # 1.x kept it: in the same pipeline on Redis, after the miss on memcached
+    legacy = legacy_sessions == "true"
+    assert counts == {
+        "no token": 0,
+        "new token": 3 if legacy and backend == "memcached" else 2,
+        "read only": 1,
+        "write": 2,
+        "no session use": 0,
+        # the record and the 1.x key: one pipeline on Redis, two deletes on memcached
+        "invalidate": 2 if legacy and backend == "memcached" else 1,
+    }
+
+
 # -- ids and fixation ---------------------------------------------------------------------
 
 
@@ -483,27 +522,85 @@ def test_header_sessions(backend: str, backend_url: str) -> None:
     anonymous = app.get("/set/a/1")
     assert "Set-Cookie" not in anonymous.headers
     assert app.get("/show").json["data"] == {}  # without a token nothing is kept
-    token = "tok-" + "x" * 40
-    unknown = app.get("/set/a/1", headers={"X-Auth-Token": token})
-    assert unknown.json["new"] is True
-    assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == {}  # not adopted
-    bound = app.get("/bind", {"token": token})
-    assert bound.json["data"] == {"user": "ada"} and "Set-Cookie" not in bound.headers
-    for header in ("X-Auth-Token", "X-Api-Key"):
+    token = "tok-" + "x" * 40  # issued by another service: the store has never seen it
+    adopted = app.get("/set/a/1", headers={"X-Auth-Token": token})
+    assert adopted.json["new"] is True and "Set-Cookie" not in adopted.headers
+    for header in ("X-Auth-Token", "X-Api-Key", "x-api-key"):
         shown = app.get("/show", headers={header: token})
-        assert shown.json["data"] == {"user": "ada"} and shown.json["new"] is False
+        assert shown.json["data"] == {"a": 1} and shown.json["new"] is False
         assert "X-Auth-Token" in shown.headers["Vary"]
-    app.get("/set/b/2", headers={"X-Auth-Token": token})
-    assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == {
-        "user": "ada",
-        "b": 2,
-    }
+    app.get("/set/b/2", headers={"X-Api-Key": token})
+    assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == {"a": 1, "b": 2}
+    assert app.get("/show", headers={"X-Auth-Token": token + "-other"}).json["data"] == {}
     # the store keeps a hash of the token, never the token itself
     store = session_store(app)
     assert store.load_record(factory_of(app).storage_key(token), 60) is not None
     assert store.load_record(token, 60) is None
     if backend != "memcached":
         assert all(token not in key for key in store.scan())
+
+
+def test_a_read_of_an_unknown_token_stores_nothing(backend_url: str) -> None:
+    app = make_app(backend_url, session_type="header", key_name="X-Auth-Token")
+    token = "never-written"
+    assert app.get("/show", headers={"X-Auth-Token": token}).json["new"] is True
+    assert session_store(app).load_record(factory_of(app).storage_key(token), 60) is None
+
+
+@pytest.mark.parametrize(
+    ("token", "valid"),
+    [
+        ("t", True),
+        ("Bearer eyJhbGciOi.J9", True),  # inner spaces, as Authorization values have
+        ("~!#$%&'*+-.^_`|" + "x" * 4081, True),  # 4096 visible ASCII characters
+        ("x" * 4097, False),
+        ("caf\xe9", False),  # not ASCII (latin-1 in WSGI)
+        ("tab\there", False),
+    ],
+)
+def test_which_tokens_name_a_session(token: str, valid: bool) -> None:
+    app = make_app("memory://", session_type="header", key_name="X-Auth-Token")
+    app.get("/set/a/1", headers={"X-Auth-Token": token})
+    shown = app.get("/show", headers={"X-Auth-Token": token}).json["data"]
+    assert shown == ({"a": 1} if valid else {})
+
+
+def test_a_minimum_token_length_can_be_required() -> None:
+    app = make_app(
+        "memory://", session_type="header", key_name="X-Auth-Token", token_min_length="16"
+    )
+    for token, kept in (("short", False), ("a-long-enough-token", True)):
+        app.get("/set/a/1", headers={"X-Auth-Token": token})
+        expected = {"a": 1} if kept else {}
+        assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == expected
+    with pytest.raises(ConfigurationError, match=r"token_min_length: expected a whole number"):
+        make_app("memory://", token_min_length="0")
+
+
+def test_strict_mode_only_knows_bound_tokens(backend_url: str) -> None:
+    app = make_app(
+        backend_url, session_type="header", key_name="X-Auth-Token", adopt_tokens="false"
+    )
+    token = "tok-" + "x" * 40
+    unknown = app.get("/set/a/1", headers={"X-Auth-Token": token})
+    assert unknown.json["new"] is True
+    assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == {}  # not adopted
+    bound = app.get("/bind", {"token": token})
+    assert bound.json["data"] == {"user": "ada"} and "Set-Cookie" not in bound.headers
+    assert app.get("/show", headers={"X-Auth-Token": token}).json["data"] == {"user": "ada"}
+
+
+def test_invalidating_a_header_session_forgets_its_data(backend_url: str) -> None:
+    app = make_app(backend_url, session_type="header", key_name="X-Auth-Token")
+    token = {"X-Auth-Token": "tok-" + "y" * 40}
+    app.get("/set/a/1", headers=token)
+    # a write after invalidate() starts again under the same token
+    assert app.get("/invalidate", {"b": "2"}, headers=token).json["data"] == {"b": "2"}
+    assert app.get("/show", headers=token).json["data"] == {"b": "2"}
+    app.get("/invalidate", headers=token)
+    assert app.get("/show", headers=token).json == {
+        "data": {}, "new": True, "created": ANY_NUMBER,
+    }  # fmt: skip
 
 
 def test_update_session_token_moves_the_data(backend_url: str) -> None:
@@ -517,20 +614,41 @@ def test_update_session_token_moves_the_data(backend_url: str) -> None:
     assert app.get("/show", headers={"X-Auth-Token": first}).json["data"] == {}
 
 
+def test_update_session_token_takes_the_header_name_in_any_case() -> None:
+    app = make_app("memory://", session_type="header", key_name="X-Auth-Token")
+    request = _request(app)
+    for spelling in ("x-auth-token", "X-AUTH-TOKEN", "X-Auth-Token"):
+        session = factory_of(app)(request)
+        session.update_session_token(spelling, "t")  # 1.x spelled it in lower case
+        assert session._id == "t"
+
+
 def test_update_session_token_checks_its_arguments() -> None:
-    header_app = make_app("memory://", session_type="header", key_name="X-Auth-Token")
+    header_app = make_app(
+        "memory://", session_type="header", key_name="X-Auth-Token", token_min_length="8"
+    )
     factory = factory_of(header_app)
     request = _request(header_app)
     session = factory(request)
     with pytest.raises(ValueError, match="not a session header"):
         session.update_session_token("X-Other", "t" * 20)
-    with pytest.raises(ValueError, match="16 to 4096"):
+    with pytest.raises(ValueError, match="8 to 4096"):
         session.update_session_token("X-Auth-Token", "short")
+    with pytest.raises(ValueError, match="visible ASCII"):
+        session.update_session_token("X-Auth-Token", "with\nnewline")
     with pytest.raises(RuntimeError, match="update_session_token"):
         session.regenerate_id()
     cookie_factory = factory_of(make_app("memory://"))
     with pytest.raises(RuntimeError, match="header"):
         cookie_factory(request).update_session_token("X-Auth-Token", "t" * 20)
+
+
+class _AnyNumber:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (int, float))
+
+
+ANY_NUMBER = _AnyNumber()
 
 
 def _request(app: TestApp) -> Any:
@@ -750,17 +868,24 @@ def test_prefetch_loads_the_session_in_another_components_batch(
 def test_prefetch_declines_what_it_cannot_use(backend_url: str) -> None:
     app = make_app(backend_url)
     store = session_store(app)
-    request = _request(app)
-    assert prefetch_session(request, store.batch()) is False  # no session id
-    request.cookies["session_id"] = "tampered"
-    assert prefetch_session(request, store.batch()) is False
-    request.cookies["session_id"] = factory_of(app).cookie_value("A" * 43)
-    assert prefetch_session(request, MemoryStore().batch()) is False  # another client
+
+    def request_with(cookie: str | None) -> Any:
+        request = _request(app)
+        if cookie is not None:
+            request.cookies["session_id"] = cookie
+        return request
+
+    assert prefetch_session(request_with(None), store.batch()) is False  # no session id
+    assert prefetch_session(request_with("tampered"), store.batch()) is False
+    valid = factory_of(app).cookie_value("A" * 43)
+    assert prefetch_session(request_with(valid), MemoryStore().batch()) is False  # another client
+    request = request_with(valid)
     batch = store.batch()
     assert prefetch_session(request, batch) is True
     assert len(batch) == 1
+    assert prefetch_session(request, store.batch()) is False  # queued once
     # a batch that never runs: the session loads itself
-    assert factory_of(app)(request).new is True
+    assert request.session.new is True
 
 
 def test_prefetch_without_sessions_configured() -> None:
@@ -785,3 +910,17 @@ def test_the_testing_include_mocks_the_session_store() -> None:
     assert len(list(mock_store(config.registry, "session").scan())) == 1
     with pytest.raises(LookupError, match="cache"):
         mock_store(config.registry, "cache")
+
+
+@pytest.mark.parametrize("created", [b"nan", b"inf", b"-inf", b"1e999", b"\xff"])
+def test_a_creation_time_that_is_not_a_time_gives_a_fresh_session(
+    backend_url: str, created: bytes
+) -> None:
+    app = make_app(backend_url, lifetime="100")
+    cookie = cookie_of(app.get("/set/a/1"))
+    assert cookie is not None
+    key = factory_of(app).storage_key(cookie.partition(".")[0])
+    session_store(app).replace_record(key, {"__created__": created, "a": b"1"}, 60)
+    response = app.get("/set/b/2")
+    assert response.json["data"] == {"b": 2} and response.json["new"] is True
+    assert cookie_of(response) not in (None, "", cookie)

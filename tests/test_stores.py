@@ -13,6 +13,7 @@ from pyramid_kvs.stores import (
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
+    ValueTooLarge,
     create_store,
     register,
 )
@@ -81,6 +82,28 @@ def test_pop_reads_and_removes(store: Store) -> None:
     assert store.pop("a") == b"v"
     assert store.pop("a") is None
     assert store.get("a") is None
+
+
+def test_get_bounded_refuses_a_value_over_the_bound(store: Store) -> None:
+    store.set("session-id", b"x" * 100)
+    store.set("empty", b"")
+    for _ in range(3):  # a refusal leaves the client usable (memcached reconnects)
+        with pytest.raises(ValueTooLarge) as refused:
+            store.get_bounded("session-id", 99)
+        assert (refused.value.size, refused.value.max_size) == (100, 99)
+        assert store.get_bounded("session-id", 100) == b"x" * 100  # the bound is inclusive
+    assert "session-id" not in str(refused.value)  # keys may be credentials
+    assert store.get_bounded("absent", 10) is None
+    assert store.get_bounded("empty", 0) == b""
+    assert store.get("session-id") == b"x" * 100  # refused, not removed
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_get_bounded_on_a_record_is_a_store_error(store: Store) -> None:
+    store.replace_record("record", {"field": b"1"}, None)
+    with pytest.raises(StoreError) as failure:
+        store.get_bounded("record", 1000)
+    assert not isinstance(failure.value, ValueTooLarge)
 
 
 def test_get_many_keeps_order_and_misses(store: Store) -> None:
@@ -227,12 +250,22 @@ def test_each_operation_is_one_round_trip(store: Store) -> None:
         lambda: store.get_and_touch("k", 60),
         lambda: store.incr("k", 1, ttl=60),
         lambda: store.get_many(["a", "b", "k"]),
+        lambda: store.get_bounded("k", 100),
         lambda: store.set_many({"a": b"1", "b": b"2"}, ttl=60),
         lambda: store.delete("k"),
     ):
         with count_round_trips() as trips:
             operation()
         assert trips.total == 1
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_a_refused_get_bounded_is_one_round_trip(store: Store) -> None:
+    store.set("big", b"x" * 10_000)
+    store.ping()  # connected outside the count
+    with count_round_trips() as trips, pytest.raises(ValueTooLarge):
+        store.get_bounded("big", 1000)
+    assert trips.total == 1
 
 
 @pytest.mark.parametrize("backend", ["redis"])
@@ -301,9 +334,9 @@ def test_memcached_values_keep_their_flags(memcached_address: str) -> None:
     raw = MemcacheClient((host, int(port)), default_noreply=False)
     raw.set("perl", b"\x04\x0b", flags=1)
     store = create_store("memcached", {"servers": [memcached_address]})
-    value = store.get("perl")
-    assert value == b"\x04\x0b"
-    assert value.flags == 1  # type: ignore[union-attr]
+    for value in (store.get("perl"), store.get_bounded("perl", 2)):
+        assert value == b"\x04\x0b"
+        assert value.flags == 1  # type: ignore[union-attr]
 
 
 def test_several_memcached_servers_share_the_keys(
@@ -317,6 +350,9 @@ def test_several_memcached_servers_share_the_keys(
         store.set(f"key{index}", str(index).encode())
     assert store.get_many([f"key{i}" for i in range(60)]) == [str(i).encode() for i in range(60)]
     assert store.get_and_touch("key7", 60) == b"7"
+    assert store.get_bounded("key42", 2) == b"42"
+    with pytest.raises(ValueTooLarge):
+        store.get_bounded("key42", 1)
     keys = [f"key{i}".encode() for i in range(60)]
     counts = [
         len(MemcacheClient(tuple_address(address)).get_many(keys))

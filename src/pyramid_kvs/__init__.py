@@ -14,8 +14,8 @@ from pyramid.viewderivers import INGRESS
 
 from .cache import Cache
 from .perlsess import PerlSession
-from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs
-from .session import KVSSession, SessionUnavailable, prefetch_session
+from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs, prefetch_session
+from .session import KVSSession, SessionUnavailable
 from .settings import configured_components
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
 

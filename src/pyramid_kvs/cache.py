@@ -96,15 +96,15 @@ class Cache:
         return default if value is _MISSING else value
 
     def __getitem__(self, key: str) -> Any:
-        value = self._load(key)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+        """The cached value, or ``None`` on a miss (as in pyramid_kvs 1.x, whose views
+        rely on it; use ``in`` to tell a cached ``None`` from a miss)."""
+        return self.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.set(key, value)
 
     def __delitem__(self, key: str) -> None:
+        """Forget *key*; no error on a miss (the key may have just expired)."""
         self.delete(key)
 
     def __contains__(self, key: object) -> bool:
@@ -128,17 +128,11 @@ class Cache:
         """Forget *key*; ``True`` when it was cached."""
         return bool(self._guard(False, "delete", self.store.delete, _check_key(key)))
 
-    def pop(self, key: str, default: Any = _MISSING) -> Any:
-        """Remove and return the value (atomically where the store allows).
-
-        Raises ``KeyError`` on a miss unless *default* is given.
-        """
+    def pop(self, key: str, default: Any = None) -> Any:
+        """Remove and return the value (atomically where the store allows); *default*
+        (``None``, as in 1.x) on a miss."""
         value = self._decode(key, self._guard(None, "pop", self.store.pop, _check_key(key)))
-        if value is _MISSING:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-        return value
+        return default if value is _MISSING else value
 
     def touch(self, key: str, ttl: int | None = None) -> bool:
         """Give *key* a new expiry; ``True`` when it was cached."""
@@ -243,6 +237,10 @@ class Cache:
             return wrapper  # type: ignore[return-value]
 
         return decorate
+
+
+#: the name pyramid_kvs 1.x gave the class of ``request.cache``
+ApplicationCache = Cache
 
 
 def _check_key(key: Any) -> str:

@@ -21,8 +21,9 @@ The decoding is a pipeline of small pure functions - flags, then decompression,
 then unwrapping, then :func:`pyramid_kvs.storable.thaw` - each bounded: the value
 comes from a store another application writes to and the session id from a cookie
 anyone can forge, so the cookie is checked before the store is asked, and the
-value's size is capped before and after decompression (a few kilobytes of gzip can
-expand to gigabytes).
+value's size is capped before it is downloaded (Redis and memcached announce it
+first: see :meth:`~pyramid_kvs.stores.Store.get_bounded`) and again after
+decompression (a few kilobytes of gzip can expand to gigabytes).
 
 Reading never breaks a request: a missing cookie, a missing key, a value that does
 not decode or an unreachable store all give an empty session and a logged warning.
@@ -34,8 +35,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
+import math
 import re
 import time
 import zlib
@@ -44,10 +45,11 @@ from typing import Any
 
 from pyramid.request import Request
 
+from .codecs import load_json
 from .settings import PerlSessionSettings
 from .storable import MAX_MINOR, PerlObject, perl_number, thaw
 from .storable import nfreeze as storable_nfreeze
-from .stores import Store, StoreError
+from .stores import Store, StoreError, ValueTooLarge
 
 __all__ = [
     "FLAG_COMPRESSED",
@@ -165,9 +167,9 @@ def unwrap_storable(value: bytes | str) -> bytes:
 
 def _load_json(value: bytes | str) -> Any:
     try:
-        return json.loads(value)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8
-        raise PerlSessionError(f"not JSON ({exc.__class__.__name__})") from None
+        return load_json(value)
+    except ValueError as exc:  # malformed, bad UTF-8, too deep, too many digits
+        raise PerlSessionError(str(exc)) from None
 
 
 def decode_session(
@@ -194,14 +196,22 @@ def decode_session(
 
 
 def _seconds(value: Any) -> float | None:
+    """A CGI::Session time field as seconds; ``None`` when it is no usable number.
+
+    Whatever the field holds - text of any length, a 64-bit integer, a Storable
+    double that is NaN or infinite, a Python integer of a thousand digits from
+    JSON, a list - the answer is a finite float or ``None``, never an exception:
+    the session comes from a store other programs write.
+    """
     if isinstance(value, str):
         value = perl_number(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        return float(value)
-    except OverflowError:  # an integer no clock reaches: treat the field as absent
+        seconds = float(value)
+    except OverflowError:  # an integer no clock reaches
         return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def apply_cgi_session_expiry(session: dict[Any, Any], now: float) -> dict[Any, Any] | None:
@@ -210,7 +220,10 @@ def apply_cgi_session_expiry(session: dict[Any, Any], now: float) -> dict[Any, A
     CGI::Session keeps its expiry in the session itself: the whole session expires
     ``_SESSION_ETIME`` seconds after its last access (``_SESSION_ATIME``), and each
     parameter named in ``_SESSION_EXPIRE_LIST`` that long after it.  Sessions without
-    these fields are returned unchanged.
+    these fields are returned unchanged, and so are fields that hold no usable
+    number (text that is not a canonical Perl number, NaN, infinities, values
+    beyond a float's range) and an ``_SESSION_EXPIRE_LIST`` that is not a hash:
+    each is treated as absent.
     """
     atime = _seconds(session.get("_SESSION_ATIME"))
     if atime is None:
@@ -336,14 +349,33 @@ class PerlSessionReader:
     def load(self, session_id: str | None) -> tuple[dict[Any, Any], bool]:
         """The session stored under *session_id*, and whether it had expired.
 
-        One round trip (none without a session id); never raises for bad data or an
-        unreachable store, which both give an empty session and a warning.
+        One round trip (none without a session id).  Never raises: bad data, a
+        value over ``max_size`` (refused before it is downloaded, where the store
+        allows) and an unreachable store give an empty session and a warning; an
+        unexpected error, which would be a bug, an empty session and a logged error
+        with its traceback.
         """
         if session_id is None:
             return {}, False
-        shown = redact(session_id)
         try:
-            data = self.store.get(session_id)
+            return self._load(session_id)
+        except Exception:
+            log.exception("perlsess: session %s not read, unexpected error", redact(session_id))
+            return {}, False
+
+    def _load(self, session_id: str) -> tuple[dict[Any, Any], bool]:
+        shown = redact(session_id)
+        max_size = self.settings.max_size
+        try:
+            data = self.store.get_bounded(session_id, max_size)
+        except ValueTooLarge as exc:
+            log.warning(
+                "perlsess: session %s is unreadable: %s bytes exceed max_size=%s (not read)",
+                shown,
+                exc.size,
+                max_size,
+            )
+            return {}, False
         except StoreError as exc:
             log.warning("perlsess: session %s not read, store error: %s", shown, exc)
             return {}, False
@@ -352,15 +384,12 @@ class PerlSessionReader:
             return {}, False
         try:
             session = decode_session(
-                data,
-                getattr(data, "flags", 0),
-                codec=self.settings.codec,
-                max_size=self.settings.max_size,
+                data, getattr(data, "flags", 0), codec=self.settings.codec, max_size=max_size
             )
+            current = apply_cgi_session_expiry(session, self.clock())
         except ValueError as exc:  # PerlSessionError, StorableError
             log.warning("perlsess: session %s is unreadable: %s", shown, exc)
             return {}, False
-        current = apply_cgi_session_expiry(session, self.clock())
         if current is None:
             log.info("perlsess: session %s has expired (CGI::Session _SESSION_ETIME)", shown)
             return {}, True

@@ -9,18 +9,21 @@ pool), each under its own key prefix.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
+from pyramid.request import Request
 
 if TYPE_CHECKING:
     from .ratelimit.limiter import RateLimiter
 
 from .cache import Cache
-from .codecs import Codec, get_codec
+from .codecs import Codec, UnsignedPickleWarning, get_codec
 from .perlsess import PerlSessionReader
 from .session import SessionFactory
 from .settings import (
@@ -34,7 +37,9 @@ from .settings import (
     parse_ratelimit,
     parse_session,
 )
-from .stores import MissingExtra, Store, create_store
+from .stores import Batch, MissingExtra, Store, create_store
+
+log = logging.getLogger(__name__)
 
 REGISTRY_KEY = "pyramid_kvs"
 #: set by pyramid_kvs.testing: every configured store becomes a mock store
@@ -86,11 +91,28 @@ def build_store(spec: StoreSpec) -> Store:
         ) from None
 
 
-def build_codec(name: str, origin: str) -> Codec:
+def build_codec(name: str, origin: str, secret: str | None = None) -> Codec:
+    """The codec *name* of the component configured under *origin*.
+
+    The component's *secret* signs pickled values, under a key of their own for
+    each component.  Pickle without a secret is the original add-on's behaviour and
+    keeps working, but whoever can write to the store can then run code in the
+    application: start-up says so, as a warning and in the log.
+    """
     try:
-        return get_codec(name)
+        codec = get_codec(name, secret=secret, purpose=origin)
     except ImportError as exc:
         raise ConfigurationError(f"{origin}.codec: {exc}") from None
+    if name == "pickle" and secret is None:
+        message = (
+            f"{origin}.codec = pickle without {origin}.secret: stored values are "
+            "unpickled unsigned, so anyone who can write to the store can run code "
+            f"in this application; set {origin}.secret (32 characters or more) to "
+            "sign them, or use the json codec"
+        )
+        warnings.warn(message, UnsignedPickleWarning, stacklevel=2)
+        log.warning(message)
+    return codec
 
 
 def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
@@ -100,7 +122,7 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
     if cache_settings is not None:
         kvs.cache = Cache(
             kvs.store_for(cache_settings.store, cache_settings.key_prefix),
-            build_codec(cache_settings.codec, "kvs.cache"),
+            build_codec(cache_settings.codec, "kvs.cache", cache_settings.secret),
             ttl=cache_settings.ttl,
             raise_errors=cache_settings.raise_errors,
             lock_timeout=cache_settings.lock_timeout,
@@ -117,7 +139,7 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
         kvs.session_factory = SessionFactory(
             session_settings,
             kvs.store_for(session_settings.store, session_settings.key_prefix),
-            build_codec(session_settings.codec, "kvs.session"),
+            build_codec(session_settings.codec, "kvs.session", session_settings.secret),
         )
     kvs.ratelimit_settings = ratelimit_settings = parse_ratelimit(settings)
     if ratelimit_settings is not None:
@@ -126,6 +148,7 @@ def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
         kvs.ratelimiter = RateLimiter(
             kvs.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
             ratelimit_settings,
+            sessions=kvs.session_factory,
         )
     return kvs
 
@@ -139,3 +162,18 @@ def get_kvs(registry: Registry) -> KVS:
             "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
             "and commit the configuration"
         ) from None
+
+
+def prefetch_session(request: Request, batch: Batch) -> bool:
+    """Queue the load of *request*'s session on *batch*, to spare its round trip.
+
+    For components that send their own batch early in the request (the rate
+    limiter does): when sessions are configured, the request carries a well-formed
+    (and correctly signed) id, and *batch* runs on the session store's client, the
+    load is queued on it and ``request.session`` takes its result on first use.
+    Returns whether it was queued.  If the batch does not run, the session loads
+    itself.
+    """
+    kvs = request.registry.get(REGISTRY_KEY)
+    factory = None if kvs is None else kvs.session_factory
+    return factory is not None and factory.prefetch(request, batch)

@@ -29,19 +29,32 @@ An ``invalidate()`` racing with another request's update could let that update
 re-create the record with only its own keys.  Such a record has no ``__created__``
 field - it is never written by updates - so it is recognised and never adopted.
 
-Security.  Ids are 256 random bits from :mod:`secrets`, checked for length and
-alphabet before the store is asked; with a ``secret``, cookies carry an HMAC
-signature and a tampered cookie is refused without a lookup.  An id the store does
-not know is never adopted (no session fixation): writing gives the response a new
-id.  :meth:`KVSSession.regenerate_id` rotates the id, keeping the data - call it at
-login.  A stored value that does not decode gives a fresh session and a warning.
+Security.  Cookie ids are 256 random bits from :mod:`secrets`, checked for length
+and alphabet before the store is asked; with a ``secret``, cookies carry an HMAC
+signature and a tampered cookie is refused without a lookup.  A cookie id the store
+does not know is never adopted (no session fixation): writing gives the response a
+new id.  :meth:`KVSSession.regenerate_id` rotates the id, keeping the data - call it
+at login.  A stored value that does not decode gives a fresh session and a warning.
+
+Header tokens are different: they are credentials another service issued, and the
+client sends them deliberately - no third party can plant one the way a cookie can
+be planted - so an unknown token starts a session under that token, as in 1.x
+(``adopt_tokens = false`` keeps only tokens bound with ``update_session_token``).
+
+Sessions pyramid_kvs 1.x left in the store (a plain value under ``key_prefix +
+<40 hex digits>`` for cookies, ``key_prefix + <header>::<token>`` for tokens) are read
+when the new record is missing - in the same round trip on a pipelined store - and
+moved into a new record: a cookie session under a *new* id, a token session under its
+token.  See :class:`LegacySessions`.
 
 Round trips per request (Redis; memcached too, except that rotating an id is two
 commands there): read-only request 1; request that writes 2; brand-new session 1;
 ``invalidate()`` 1.
 
-:func:`prefetch_session` lets another component (the rate limiter) load the session
-in its own batch, so that the session costs no round trip of its own.
+:meth:`KVSSession.prefetch` lets another component (the rate limiter) load the
+session in its own batch, so that the session costs no round trip of its own, and
+:attr:`KVSSession.ref` is the one reader of the request's session id, which the rate
+limiter keys its ``session`` holders by.
 """
 
 from __future__ import annotations
@@ -54,7 +67,9 @@ import math
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyramid.httpexceptions import HTTPServiceUnavailable
@@ -63,10 +78,12 @@ from pyramid.request import Request
 from pyramid.response import Response
 from zope.interface import implementer
 
+from . import legacy
 from .codecs import Codec
-from .settings import SessionSettings
+from .settings import TOKEN_MAX_LENGTH, SessionSettings
 from .stores import Batch, Pending, Store, StoreError, StoreUnavailable
 from .stores.base import StoredRecord
+from .vary import add_vary
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +91,12 @@ log = logging.getLogger(__name__)
 CREATED_FIELD = "__created__"
 FLASH_KEY_PREFIX = "_flash:"
 CSRF_KEY = "_csrf_token"
-#: where prefetch_session leaves the pending load for the session
-PREFETCH_ENVIRON_KEY = "pyramid_kvs.session.prefetch"
 
 ID_BYTES = 32  # 256 bits
 _ID = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
 _SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 HMAC
-#: header tokens: visible ASCII; short tokens are refused as guessable
-TOKEN_MIN_LENGTH = 16
-TOKEN_MAX_LENGTH = 4096
-_TOKEN = re.compile(r"^[\x21-\x7e][\x20-\x7e]*\Z")
+#: header tokens: visible ASCII, with inner spaces ("Bearer abc...")
+_TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z")
 _RESERVED = re.compile(r"^__.*__\Z", re.DOTALL)
 
 
@@ -96,6 +109,32 @@ class SessionUnavailable(HTTPServiceUnavailable):
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    """The session id a request carries, checked, with what the store needs of it."""
+
+    #: the cookie session id, or the header token
+    id: str
+    #: the store key of its record: a keyed hash of the id
+    key: str
+    #: the header that carried a token, in lower case; ``None`` for a cookie
+    header: str | None = None
+    #: a pyramid_kvs 1.x cookie id: only a 1.x session can exist under it
+    legacy: bool = False
+
+
+class _Load:
+    """A session load in flight: the record, and the 1.x value when it was queued."""
+
+    __slots__ = ("legacy", "record")
+
+    def __init__(
+        self, record: Pending[StoredRecord | None] | None, legacy: Pending[bytes | None] | None
+    ) -> None:
+        self.record = record
+        self.legacy = legacy
 
 
 class SessionFactory:
@@ -118,6 +157,8 @@ class SessionFactory:
         self.codec = codec
         self.clock = clock
         self._hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
+        #: header names as the request reads them: HTTP header names ignore case
+        self._header_names = {name.lower(): name for name in settings.key_names}
 
     def __call__(self, request: Request) -> KVSSession:
         return KVSSession(self, request)
@@ -125,6 +166,11 @@ class SessionFactory:
     @property
     def uses_cookie(self) -> bool:
         return self.settings.session_type == "cookie"
+
+    @property
+    def vary_headers(self) -> tuple[str, ...]:
+        """The request headers a response that used the session depends on."""
+        return ("Cookie",) if self.uses_cookie else self.settings.key_names
 
     # -- ids -------------------------------------------------------------------------
 
@@ -157,33 +203,68 @@ class SessionFactory:
         return session_id
 
     def valid_token(self, token: str) -> bool:
-        return TOKEN_MIN_LENGTH <= len(token) <= TOKEN_MAX_LENGTH and bool(_TOKEN.match(token))
+        """Whether *token* can name a header session: visible ASCII, of a bounded length."""
+        return (
+            self.settings.token_min_length <= len(token) <= TOKEN_MAX_LENGTH
+            and _TOKEN.match(token) is not None
+        )
 
-    def incoming(self, request: Request) -> str | None:
-        """The raw id the request carries (cookie value or header token), unchecked."""
+    def header_name(self, name: str) -> str | None:
+        """The configured spelling of the session header *name*, in any case; or ``None``."""
+        return self._header_names.get(name.lower())
+
+    def incoming(self, request: Request) -> tuple[str, str | None] | None:
+        """The raw id the request carries, unchecked, and the header that carried it.
+
+        ``None`` when there is none, or when the Cookie header is not UTF-8 (WebOb
+        cannot parse it: the bytes are an outsider's, so they count as no id).
+        """
         if self.uses_cookie:
             try:
-                return request.cookies.get(self.settings.key_name)
-            except UnicodeDecodeError:  # WebOb cannot parse a Cookie header that is not UTF-8
+                value = request.cookies.get(self.settings.key_name)
+            except UnicodeDecodeError:
                 return None
+            return None if value is None else (value, None)
         for name in self.settings.key_names:
             value = request.headers.get(name)
             if value is not None and value.strip():
-                return value.strip()
+                return value.strip(), name.lower()
         return None
 
-    def request_id(self, request: Request) -> str | None:
-        """The request's session id, if well-formed (and correctly signed)."""
-        value = self.incoming(request)
-        if value is None:
+    def read_id(self, request: Request) -> SessionRef | None:
+        """The request's session id, checked: the one reader of it.
+
+        A cookie must hold a well-formed id (correctly signed when there is a
+        secret), or, with ``legacy_sessions``, a 1.x id; a header a valid token.
+        Sessions and the rate limiter both go through here (see :attr:`KVSSession.ref`,
+        which reads it once per request).
+        """
+        incoming = self.incoming(request)
+        if incoming is None:
             return None
+        value, header = incoming
         if self.uses_cookie:
-            return self.id_from_cookie(value)
-        return value if self.valid_token(value) else None
+            session_id = self.id_from_cookie(value)
+            if session_id is not None:
+                return SessionRef(session_id, self.storage_key(session_id))
+            if self.settings.legacy_sessions and legacy.is_cookie_id(value):
+                return SessionRef(value, self.storage_key(value), legacy=True)
+            return None
+        if not self.valid_token(value):
+            return None
+        return SessionRef(value, self.storage_key(value), header=header)
 
     def storage_key(self, session_id: str) -> str:
         """The store key of a session: a keyed hash, so a store dump reveals no id."""
         return hmac.new(self._hash_key, session_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def legacy_key(self, ref: SessionRef) -> str | None:
+        """Where 1.x kept the session of *ref*, when ``legacy_sessions`` is on."""
+        if not self.settings.legacy_sessions:
+            return None
+        if ref.header is not None:
+            return legacy.header_key(ref.header, ref.id)
+        return legacy.cookie_key(ref.id) if ref.legacy else None
 
     def write_ttl(self, created: float, now: float) -> int | None:
         """The expiry of a write: the idle timeout, shortened by the lifetime cap."""
@@ -192,6 +273,76 @@ class SessionFactory:
             return ttl
         remaining = max(1, math.ceil(created + lifetime - now))
         return remaining if ttl is None else min(ttl, remaining)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def queue_load(self, batch: Batch, ref: SessionRef) -> _Load:
+        """Queue the load of *ref*'s session on *batch* (a batch of this store's client).
+
+        The 1.x value is queued beside the record only where it costs no round trip
+        of its own (a pipeline); elsewhere :meth:`load` reads it when the record turns
+        out to be missing.
+        """
+        legacy_key = self.legacy_key(ref)
+        record = None
+        if not ref.legacy:
+            record = batch.load_record(ref.key, self.settings.ttl, store=self.store)
+        old = None
+        if legacy_key is not None and (ref.legacy or batch.pipelined):
+            old = batch.get(legacy_key, store=self.store)
+        return _Load(record, old)
+
+    def load(
+        self, ref: SessionRef, queued: _Load | None = None
+    ) -> tuple[StoredRecord | None, bytes | None]:
+        """The record of *ref* and, when it is missing, the value 1.x left.
+
+        Taken from *queued* (a load another component's batch ran) if given, else
+        from the store.  Raises :class:`StoreError` when the store fails.
+        """
+        if queued is not None:
+            try:
+                return self._finish(ref, queued)
+            except RuntimeError:  # that batch never ran: load it ourselves
+                pass
+        if ref.legacy or self.legacy_key(ref) is not None:
+            batch = self.store.batch()
+            if batch.pipelined or ref.legacy:
+                queued = self.queue_load(batch, ref)
+                batch.execute()
+                return self._finish(ref, queued)
+        record = self.store.load_record(ref.key, self.settings.ttl)
+        return self._finish(ref, _Load(None, None), record)
+
+    def _finish(
+        self, ref: SessionRef, queued: _Load, record: StoredRecord | None = None
+    ) -> tuple[StoredRecord | None, bytes | None]:
+        if queued.record is not None:
+            record = queued.record.value
+        if queued.legacy is not None:
+            return record, queued.legacy.value
+        legacy_key = self.legacy_key(ref)
+        if record is not None or legacy_key is None:
+            return record, None
+        return None, self.store.get(legacy_key)  # no pipeline: read only on a miss
+
+    def _session_of(self, request: Request) -> KVSSession | None:
+        """``request.session`` when this factory made it (not when the application
+        replaced pyramid_kvs' session factory with another)."""
+        session = request.session
+        if isinstance(session, KVSSession) and session._factory is self:
+            return session
+        return None
+
+    def ref_of(self, request: Request) -> SessionRef | None:
+        """The request's checked session id, read once per request (see ``KVSSession.ref``)."""
+        session = self._session_of(request)
+        return self.read_id(request) if session is None else session.ref
+
+    def prefetch(self, request: Request, batch: Batch) -> bool:
+        """Queue the load of *request*'s session on *batch*; see :meth:`KVSSession.prefetch`."""
+        session = self._session_of(request)
+        return session is not None and session.prefetch(batch)
 
 
 @implementer(ISession)
@@ -209,37 +360,74 @@ class KVSSession(MutableMapping[str, Any]):
         #: the encoded value of each key as stored, to find what changed
         self._stored: dict[str, bytes] = {}
         self._base: StoredRecord | None = None
+        #: the request's session id, read once (see ref)
+        self._ref: SessionRef | None = None
+        self._ref_read = False
+        #: a load queued on another component's batch (see prefetch)
+        self._prefetched: _Load | None = None
         #: the session id (cookie id or header token); None until one is needed
         self._id: str | None = None
         #: whether a record exists under _id (it was loaded from the store)
         self._persisted = False
+        #: the data came from a session pyramid_kvs 1.x stored
+        self._migrated = False
         self._created = 0.0
-        #: store keys to delete when the response leaves (invalidated, rotated)
+        #: store keys to delete when the response leaves (invalidated, rotated, 1.x)
         self._doomed: list[str] = []
-        #: store the session even if empty (its id was rotated or bound)
+        #: store the session even if empty (its id was rotated or bound, or it moved)
         self._force_write = False
         #: never write: the store failed, or the request ended in a 503 for it
         self._unsaved = False
 
+    @property
+    def ref(self) -> SessionRef | None:
+        """The session id the request carries, checked; read once per request.
+
+        ``None`` when the request carries none that is well-formed (and correctly
+        signed).  Reading it costs no round trip: the rate limiter keys its
+        ``session`` holders by it without loading the session.
+        """
+        if not self._ref_read:
+            self._ref = self._factory.read_id(self._request)
+            self._ref_read = True
+        return self._ref
+
+    def prefetch(self, batch: Batch) -> bool:
+        """Queue this session's load on *batch*, to spare the load a round trip.
+
+        For components that send their own batch early in the request (the rate
+        limiter): when the request carries a session id and *batch* runs on the
+        session store's client (any key prefix), the load is queued on it and the
+        first use of the session takes its result.  Returns whether it was queued.
+        If the batch does not run, the session loads itself.
+        """
+        if self._loaded or self._prefetched is not None:
+            return False
+        ref = self.ref
+        if ref is None or not batch.store.shares_client_with(self._factory.store):
+            return False
+        self._prefetched = self._factory.queue_load(batch, ref)
+        return True
+
     # -- loading ---------------------------------------------------------------------
 
-    def _start(self) -> str | None:
+    def _start(self) -> SessionRef | None:
         """Mark the session as used: the response will save it.  The request's id."""
         self._loaded = True
         self._created = self._factory.clock()
         self._request.add_response_callback(self._on_response)
-        return self._factory.request_id(self._request)
+        return self.ref
 
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
-        session_id = self._start()
-        if session_id is None:
+        ref = self._start()
+        if ref is None:
             return
         factory = self._factory
-        key = factory.storage_key(session_id)
+        queued, self._prefetched = self._prefetched, None
         try:
-            record = self._fetch(key)
+            record, old = factory.load(ref, queued)
         except StoreUnavailable as exc:
             self._unsaved = True
             if factory.settings.on_unavailable == "error":
@@ -249,32 +437,38 @@ class KVSSession(MutableMapping[str, Any]):
             return
         except StoreError as exc:
             log.warning("the stored session is not a record, starting a new one: %s", exc)
+            self._start_under(ref)
+            return
+        if record is not None and self._adopt(ref, record):
+            return
+        if old is not None and self._migrate(ref, old):
             return
         if record is None:
-            log.debug("unknown session id: not adopted")
-            return
-        self._adopt(session_id, key, record)
+            log.debug("a session id the store does not know")
+        self._start_under(ref)
 
-    def _fetch(self, key: str) -> StoredRecord | None:
-        prefetched = self._request.environ.pop(PREFETCH_ENVIRON_KEY, None)
-        if prefetched is not None and prefetched[0] == key:
-            try:
-                return prefetched[1].value  # type: ignore[no-any-return]
-            except RuntimeError:
-                pass  # the batch never ran: load it ourselves
-        return self._factory.store.load_record(key, self._factory.settings.ttl)
+    def _start_under(self, ref: SessionRef) -> None:
+        """A new session for a request whose id names none (or none usable).
 
-    def _adopt(self, session_id: str, key: str, record: StoredRecord) -> None:
+        A cookie id is never adopted; a header token is, unless ``adopt_tokens`` is off.
+        """
+        if ref.header is not None and self._factory.settings.adopt_tokens:
+            self._id = ref.id
+
+    def _adopt(self, ref: SessionRef, record: StoredRecord) -> bool:
+        """Take the session in *record*; ``False`` when it is unusable."""
         factory = self._factory
         fields = dict(record.fields)
         raw_created = fields.pop(CREATED_FIELD, None)
         if raw_created is None:
             # written by an update that raced with invalidate() or expiry
             log.info("a session record without its creation time: not adopted")
-            self._doomed.append(key)
-            return
+            self._doomed.append(ref.key)
+            return False
         try:
             created = float(raw_created.decode("ascii"))
+            if not math.isfinite(created):
+                raise ValueError(f"creation time {created}")
             data = {
                 name: factory.codec.loads(value)
                 for name, value in fields.items()
@@ -286,18 +480,51 @@ class KVSSession(MutableMapping[str, Any]):
                 factory.codec.name,
                 exc,
             )
-            return
+            return False
         lifetime = factory.settings.lifetime
         if lifetime is not None and factory.clock() - created >= lifetime:
             log.debug("session past its lifetime of %ss: starting a new one", lifetime)
-            self._doomed.append(key)
-            return
-        self._id = session_id
+            self._doomed.append(ref.key)
+            return False
+        self._id = ref.id
         self._persisted = True
         self._base = record
         self._created = created
         self._data = data
         self._stored = {name: fields[name] for name in data}
+        return True
+
+    def _migrate(self, ref: SessionRef, old: bytes) -> bool:
+        """Move the session pyramid_kvs 1.x stored as *old* into a new record.
+
+        A cookie session gets a new id (a 1.x id is never kept: it may have been
+        planted); a header session stays under its token.  The 1.x key is deleted
+        when the new record is written.
+        """
+        factory = self._factory
+        try:
+            data = legacy.session_data(
+                factory.codec.loads(old),
+                flash_prefix=FLASH_KEY_PREFIX,
+                csrf_key=CSRF_KEY,
+                reserved=_RESERVED,
+            )
+        except ValueError as exc:
+            log.warning(
+                "a pyramid_kvs 1.x session does not decode as %s, not moved: %s",
+                factory.codec.name,
+                exc,
+            )
+            return False
+        legacy_key = factory.legacy_key(ref)
+        assert legacy_key is not None
+        self._doomed.append(legacy_key)
+        self._id = factory.new_id() if ref.header is None else ref.id
+        self._data = data
+        self._migrated = True
+        self._force_write = True
+        log.info("moved a pyramid_kvs 1.x session into a new record")
+        return True
 
     # -- ISession ----------------------------------------------------------------------
 
@@ -309,9 +536,9 @@ class KVSSession(MutableMapping[str, Any]):
 
     @property
     def new(self) -> bool:
-        """Whether this session was not loaded from the store."""
+        """Whether this session was not loaded from the store (1.x sessions included)."""
         self._ensure_loaded()
-        return not self._persisted
+        return not (self._persisted or self._migrated)
 
     def changed(self) -> None:
         """Accepted for Pyramid compatibility; never needed.
@@ -324,22 +551,37 @@ class KVSSession(MutableMapping[str, Any]):
     def invalidate(self) -> None:
         """Forget the session: its record is deleted and its cookie expired.
 
-        Writes made afterwards in the same request start a new session, with a new
-        id.  Costs no load when the session was not read before.
+        Writes made afterwards in the same request start a new session: under a new
+        id for a cookie session, under the same token for a header session (the
+        client keeps sending it).  Costs no load when the session was not read before.
         """
+        factory = self._factory
         if not self._loaded:
-            session_id = self._start()
-            if session_id is not None:
-                self._doomed.append(self._factory.storage_key(session_id))
-        elif self._persisted and self._id is not None:
-            self._doomed.append(self._factory.storage_key(self._id))
+            ref = self._start()
+            if ref is not None:
+                if not ref.legacy:
+                    self._doomed.append(ref.key)
+                legacy_key = factory.legacy_key(ref)
+                if legacy_key is not None:
+                    self._doomed.append(legacy_key)  # or the next request brings it back
+        else:
+            if self._persisted and self._id is not None:
+                self._doomed.append(factory.storage_key(self._id))
+            ref = self.ref
+            legacy_key = None if ref is None else factory.legacy_key(ref)
+            if legacy_key is not None and legacy_key not in self._doomed:
+                self._doomed.append(legacy_key)
         self._data = {}
         self._stored = {}
         self._base = None
         self._id = None
         self._persisted = False
+        self._migrated = False
         self._force_write = False
-        self._created = self._factory.clock()
+        self._created = factory.clock()
+        ref = self.ref
+        if ref is not None:
+            self._start_under(ref)
 
     def regenerate_id(self) -> None:
         """Give the session a new id, keeping its data; the old id stops working.
@@ -350,7 +592,7 @@ class KVSSession(MutableMapping[str, Any]):
         if not self._factory.uses_cookie:
             raise RuntimeError("header sessions change token with update_session_token()")
         self._ensure_loaded()
-        self._force_write = self._persisted or bool(self._data)
+        self._force_write = self._persisted or self._migrated or bool(self._data)
         self._move_to(self._factory.new_id())
 
     def update_session_token(self, header_name: str, value: str) -> None:
@@ -358,18 +600,23 @@ class KVSSession(MutableMapping[str, Any]):
 
         Later requests sending ``header_name: value`` get this session.  Its data
         moves to the new token; the record of the previous token, if any, is
-        deleted.  *value* must be 16 to 4096 visible ASCII characters.
+        deleted.  *header_name* is one of the configured headers, in any case;
+        *value* is visible ASCII, at least ``token_min_length`` and at most 4096
+        characters.
         """
-        settings = self._factory.settings
-        if self._factory.uses_cookie:
+        factory = self._factory
+        if factory.uses_cookie:
             raise RuntimeError("update_session_token() is for session_type = header")
-        if header_name not in settings.key_names:
+        if not isinstance(header_name, str) or factory.header_name(header_name) is None:
             raise ValueError(
                 f"{header_name!r} is not a session header; expected one of "
-                f"{', '.join(settings.key_names)}"
+                f"{', '.join(factory.settings.key_names)}"
             )
-        if not isinstance(value, str) or not self._factory.valid_token(value):
-            raise ValueError("a session token is 16 to 4096 visible ASCII characters")
+        if not isinstance(value, str) or not factory.valid_token(value):
+            raise ValueError(
+                f"a session token is {factory.settings.token_min_length} to "
+                f"{TOKEN_MAX_LENGTH} visible ASCII characters"
+            )
         self._ensure_loaded()
         self._force_write = True
         if value != self._id:
@@ -442,6 +689,15 @@ class KVSSession(MutableMapping[str, Any]):
         self._ensure_loaded()
         return key in self._data
 
+    def has_key(self, key: str) -> bool:
+        """``key in session``, under the name 1.x also offered (deprecated)."""
+        warnings.warn(
+            "session.has_key(key) is deprecated: use `key in session`",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return key in self
+
     def __repr__(self) -> str:
         state = repr(self._data) if self._loaded else "not loaded"
         return f"<KVSSession {state}>"
@@ -450,7 +706,7 @@ class KVSSession(MutableMapping[str, Any]):
 
     def _on_response(self, request: Request, response: Response) -> None:
         factory = self._factory
-        _add_vary(response, ("Cookie",) if factory.uses_cookie else factory.settings.key_names)
+        add_vary(response, factory.vary_headers)
         if self._unsaved:
             return
         try:
@@ -483,18 +739,18 @@ class KVSSession(MutableMapping[str, Any]):
         if (encoded or self._force_write) and self._id is not None:
             fields = {**encoded, CREATED_FIELD: repr(self._created).encode("ascii")}
             with factory.store.batch() as batch:
-                for key in self._doomed:
-                    batch.delete(key)
-                batch.replace_record(factory.storage_key(self._id), fields, ttl)
+                writes: list[Pending[Any]] = [batch.delete(key) for key in self._doomed]
+                writes.append(batch.replace_record(factory.storage_key(self._id), fields, ttl))
+            _confirm(writes)
             if factory.uses_cookie:
                 self._set_cookie(response)
             return
         if encoded:
-            log.debug("a header session without a bound token is not saved")
+            log.debug("a header session without a token is not saved")
         if self._doomed:
             with factory.store.batch() as batch:
-                for key in self._doomed:
-                    batch.delete(key)
+                deletes = [batch.delete(key) for key in self._doomed]
+            _confirm(deletes)
         if factory.uses_cookie and factory.incoming(self._request) is not None:
             self._set_cookie(response, expire=True)
 
@@ -513,11 +769,11 @@ class KVSSession(MutableMapping[str, Any]):
         )
 
 
-def _add_vary(response: Response, names: tuple[str, ...]) -> None:
-    vary = list(response.vary or ())
-    missing = [name for name in names if name.lower() not in {v.lower() for v in vary}]
-    if missing:
-        response.vary = (*vary, *missing)
+def _confirm(writes: list[Pending[Any]]) -> None:
+    """Raise the error of any write of a batch that failed: a pipeline reports each
+    command's error in its own reply, and nothing may be reported saved that was not."""
+    for write in writes:
+        write.value  # noqa: B018 - raises the operation's error
 
 
 def _make_unavailable(response: Response) -> None:
@@ -526,36 +782,5 @@ def _make_unavailable(response: Response) -> None:
     response.content_type = "text/plain"
     response.charset = "utf-8"
     response.text = "The session store is unavailable: nothing was saved."
-    response.headers.pop("Set-Cookie", None)  # no cookie for data that was not saved
-    while "Set-Cookie" in response.headers:
+    while "Set-Cookie" in response.headers:  # no cookie for data that was not saved
         response.headers.pop("Set-Cookie")
-
-
-def prefetch_session(request: Request, batch: Batch) -> bool:
-    """Queue the load of *request*'s session on *batch*, to spare its round trip.
-
-    For components that send their own batch early in the request (the rate
-    limiter): when sessions are configured, the request carries a well-formed (and
-    correctly signed) id, and *batch* runs on the session store's client (see
-    ``KVS.session_settings.store.identity``), the session's load is queued on it
-    and ``request.session`` uses its result on first access.  Returns whether the
-    load was queued.  If the batch does not run, the session loads itself.
-    """
-    from .runtime import REGISTRY_KEY
-
-    kvs = request.registry.get(REGISTRY_KEY)
-    factory = None if kvs is None else kvs.session_factory
-    if factory is None:
-        return False
-    current = request.__dict__.get("session")
-    if isinstance(current, KVSSession) and current._loaded:
-        return False
-    session_id = factory.request_id(request)
-    if session_id is None or not batch.store.shares_client_with(factory.store):
-        return False
-    key = factory.storage_key(session_id)
-    pending: Pending[StoredRecord | None] = batch.load_record(
-        key, factory.settings.ttl, store=factory.store
-    )
-    request.environ[PREFETCH_ENVIRON_KEY] = (key, pending)
-    return True

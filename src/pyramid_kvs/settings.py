@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -106,6 +107,15 @@ def to_positive_float(value: Any) -> float:
     if not number > 0:
         raise ValueError("expected a positive number")
     return number
+
+
+def to_secret(value: Any) -> str | None:
+    """A signing secret of at least 32 characters, or none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.strip()) < 32:
+        raise ValueError("expected a random string of at least 32 characters")
+    return value.strip()
 
 
 def to_key_prefix(value: Any) -> str:
@@ -252,6 +262,8 @@ class CacheSettings:
     lock_timeout: int = 30
     #: seconds other callers wait for that regeneration before computing themselves
     lock_wait: float = 2.0
+    #: HMAC key signing pickled values (the pickle codec refuses unsigned ones)
+    secret: str | None = None
 
 
 CACHE_FIELDS = (
@@ -261,6 +273,7 @@ CACHE_FIELDS = (
     Field("raise_errors", to_bool, False),
     Field("lock_timeout", to_positive_int, 30),
     Field("lock_wait", to_positive_float, 2.0),
+    Field("secret", to_secret, None, sensitive=True),
 )
 
 
@@ -423,10 +436,6 @@ class RateLimitSettings:
     headers: str = "both"
     #: when the store is unreachable: allow (and log) or deny (503)
     on_error: str = "allow"
-    #: how the session id travels (read from ``kvs.session``): cookie or header
-    session_type: str = "cookie"
-    #: the cookie or header carrying the session id
-    session_key_name: str = "session_id"
 
 
 HOLDER_KINDS = ("session", "ip", "userid")
@@ -479,6 +488,16 @@ def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
     raw = raw_component(settings, "ratelimit")
     if raw is None:
         return None
+    if "key_suffix" in raw:
+        # 1.x appended it to the session key of its counter; 2.0 keys counters by
+        # holder under key_prefix, so the value has nothing left to name.
+        warnings.warn(
+            f"{prefix}.key_suffix is deprecated and ignored: rate-limit counters live "
+            "under kvs.ratelimit.key_prefix (default 'ratelimit::')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        raw = {key: value for key, value in raw.items() if key != "key_suffix"}
     values = parse_fields(raw, prefix, RATELIMIT_FIELDS)
     window, limit, limits = values.pop("window"), values.pop("limit"), values.pop("limits")
     if limits is None:
@@ -490,17 +509,7 @@ def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
         store = parse_store(session, f"{SETTINGS_PREFIX}.session")
     else:
         store = StoreSpec(origin=prefix)
-    session_type = str(session.get("session_type") or "cookie").strip()
-    if session_type not in {"cookie", "header"}:
-        session_type = "cookie"  # the session component reports its own bad settings
-    key_name = str(session.get("key_name") or "session_id").strip() or "session_id"
-    return RateLimitSettings(
-        store=store,
-        limits=limits,
-        session_type=session_type,
-        session_key_name=key_name,
-        **values,
-    )
+    return RateLimitSettings(store=store, limits=limits, **values)
 
 
 # -- sessions ----------------------------------------------------------------------------
@@ -528,15 +537,6 @@ def to_key_names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def to_secret(value: Any) -> str | None:
-    """A signing secret of at least 32 characters, or none."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str) or len(value.strip()) < 32:
-        raise ValueError("expected a random string of at least 32 characters")
-    return value.strip()
-
-
 def to_optional_str(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -555,6 +555,20 @@ def to_samesite(value: Any) -> str | None:
     if not isinstance(value, str) or value.strip().lower() not in choices:
         raise ValueError("expected one of: Strict, Lax, None")
     return choices[value.strip().lower()]
+
+
+#: the longest header token a session accepts (longer values are not tokens)
+TOKEN_MAX_LENGTH = 4096
+
+
+def to_token_length(value: Any) -> int:
+    try:
+        length = to_positive_int(value)
+    except ValueError:
+        length = 0
+    if not 1 <= length <= TOKEN_MAX_LENGTH:
+        raise ValueError(f"expected a whole number from 1 to {TOKEN_MAX_LENGTH}")
+    return length
 
 
 @dataclass(frozen=True)
@@ -582,6 +596,13 @@ class SessionSettings:
     cookie_httponly: bool = True
     cookie_samesite: str | None = "Lax"
     cookie_max_age: int | None = None
+    #: header sessions: a token the store does not know starts a session under it
+    #: (false: only tokens bound with update_session_token count)
+    adopt_tokens: bool = True
+    #: header sessions: the shortest token accepted
+    token_min_length: int = 1
+    #: read (and move) sessions pyramid_kvs 1.x left in the store
+    legacy_sessions: bool = True
 
     @property
     def key_name(self) -> str:
@@ -604,6 +625,9 @@ SESSION_FIELDS = (
     Field("cookie_httponly", to_bool, True),
     Field("cookie_samesite", to_samesite, "Lax"),
     Field("cookie_max_age", to_optional_positive_int, None),
+    Field("adopt_tokens", to_bool, True),
+    Field("token_min_length", to_token_length, 1),
+    Field("legacy_sessions", to_bool, True),
 )
 
 

@@ -234,6 +234,9 @@ class PerlCode:
 
 
 _INT_RE = re.compile(r"-?[1-9][0-9]*|0")
+#: longer than any canonical number: %.15g text with a sign and a three-digit
+#: exponent has at most 22 characters, a 64-bit integer at most 20
+_MAX_NUMBER_CHARS = 24
 _NUM_CHARS_RE = re.compile(r"-?[0-9][0-9.]*(e[-+][0-9]+)?")
 
 
@@ -246,13 +249,20 @@ def perl_number(text: str) -> int | float | str:
     (``-2**63 .. 2**64-1``); floats are what Perl's ``%.15g`` formatting
     produces (``1.5``, ``0.1``, ``1e+20``, ``1e-05``).  ``"0123"``, ``"1.50"``,
     ``"1e5"``, ``"+1"``, ``" 1"``, ``"-0"``, ``"inf"`` and ``"nan"`` stay strings.
+
+    No canonical number is longer than 24 characters, so longer text stays text
+    before any conversion is tried: the text comes from untrusted data, and Python
+    refuses (or, without its digit limit, takes quadratic time) to read thousands
+    of digits.
     """
+    if len(text) > _MAX_NUMBER_CHARS:
+        return text
     if _INT_RE.fullmatch(text):
         n = int(text)
         if -(2**63) <= n < 2**64:
             return n
         return text
-    if len(text) > 24 or not _NUM_CHARS_RE.fullmatch(text):
+    if not _NUM_CHARS_RE.fullmatch(text):
         return text
     try:
         x = float(text)
@@ -1118,7 +1128,7 @@ class _Writer:
                 out.append(SX_INTEGER)
                 out += _LE_Q.pack(obj)
             else:
-                self._len_prefixed(str(int(obj)).encode("ascii"), SX_SCALAR, SX_LSCALAR)
+                self._len_prefixed(_perl_str_number(obj).encode("ascii"), SX_SCALAR, SX_LSCALAR)
         elif isinstance(obj, float):
             self.tag += 1
             if self.netorder:
@@ -1228,7 +1238,10 @@ class _Writer:
 def _perl_str_number(value: int | float) -> str:
     """Text for a number stored as a string (shortest form that round-trips)."""
     if isinstance(value, int):
-        return str(int(value))
+        try:
+            return str(int(value))
+        except ValueError:  # beyond Python's int-to-string digit limit
+            raise StorableError(f"an integer of {value.bit_length()} bits is too large") from None
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

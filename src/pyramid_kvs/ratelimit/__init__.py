@@ -8,6 +8,7 @@ One module per concern:
 ``holders``      who a limit applies to (session, ip, userid, header, callable)
 ``limiter``      ``RateLimiter``: a check queued on a store batch
 ``headers``      legacy ``X-RateLimit-*`` and IETF ``RateLimit`` / ``RateLimit-Policy``
+``refusal``      ``RateLimitError`` (the 429) and how refusals are rendered
 ``tween``        the tween that checks each request before its view
 ``deriver``      the ``ratelimit=`` view option
 
@@ -17,5 +18,13 @@ User documentation: the "Rate limiting" section of README.md.
 from __future__ import annotations
 
 from .limits import Limit, LimitState, Outcome, parse_limits
+from .refusal import RateLimitError, RateLimitUnavailable
 
-__all__ = ["Limit", "LimitState", "Outcome", "parse_limits"]
+__all__ = [
+    "Limit",
+    "LimitState",
+    "Outcome",
+    "RateLimitError",
+    "RateLimitUnavailable",
+    "parse_limits",
+]

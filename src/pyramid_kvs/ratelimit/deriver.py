@@ -134,8 +134,6 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
     )
 
     def ratelimited_view(context: Any, request: Request) -> Any:
-        from .tween import enforce  # the tween module imports this one
-
         applied = request.environ.get(APPLIED_KEY, _NOT_CHECKED)
         if option is False or (applied is not _NOT_CHECKED and applied[0] == option):
             return view(context, request)
@@ -146,9 +144,7 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
             return view(context, request)
         limits, scope = ViewPolicies.limits_of((option, own_scope), limiter.limits)
         if limits:
-            refusal = enforce(request, limiter, limits, scope)
-            if refusal is not None:
-                return refusal
+            limiter.enforce(request, limits, scope)  # a refusal goes to the exception views
         return view(context, request)
 
     preserve_view_attrs(view, ratelimited_view)

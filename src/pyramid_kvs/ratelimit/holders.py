@@ -1,21 +1,23 @@
 """Who a limit applies to: the *holder* of a request, as a short store key.
 
 Every kind falls back to the client address when the request does not carry what
-it looks for (no session id yet, anonymous user, missing header), so a client can
-never escape the limit by leaving something out.
+it looks for (no session id, anonymous user, missing header), so a client can never
+escape the limit by leaving something out.
 
-The session id is read from the request the way the session transport sends it
-(cookie or header), *without* loading the session: the limit is checked before the
-application pays for anything else.  Note that an id the client made up counts as
-a holder of its own, so ``session`` limits well-behaved clients; against abuse, key
-on ``ip`` or ``userid``.
+A session's holder is its id as the session component itself reads it
+(``SessionFactory.ref_of``: the cookie id, checked and correctly signed, or the
+token of whichever configured header carries it), *without* loading the session:
+the limit is checked before the application pays for anything else, and the key is
+the session's own keyed hash, computed once per request.  Note that an id the
+client made up counts as a holder of its own, so ``session`` limits well-behaved
+clients; against abuse, key on ``ip`` or ``userid``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.path import DottedNameResolver
@@ -23,22 +25,10 @@ from pyramid.request import Request
 
 from ..settings import RateLimitSettings
 
+if TYPE_CHECKING:
+    from ..session import SessionFactory
+
 HolderFunction = Callable[[Request], str]
-
-
-def session_id_of(request: Request, session_type: str, key_name: str) -> str | None:
-    """The session id the request carries in its cookie (or header), if any.
-
-    The session component will replace this with its own reader; until then it
-    follows the ``kvs.session`` settings ``session_type`` and ``key_name``.
-    """
-    if session_type == "header":
-        value = request.headers.get(key_name)
-    else:
-        value = request.cookies.get(key_name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
 
 
 def client_address(request: Request, trusted_proxies: int = 0) -> str:
@@ -64,10 +54,15 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def build_holder(settings: RateLimitSettings) -> HolderFunction:
+def build_holder(
+    settings: RateLimitSettings, sessions: SessionFactory | None = None
+) -> HolderFunction:
     """The function mapping a request to its holder key, from ``kvs.ratelimit.key``.
 
-    A dotted name is resolved now, so a typo stops the application at start-up.
+    *sessions* is the application's session factory, whose reader of the session
+    id the ``session`` holder uses; without one, ``session`` means the client
+    address.  A dotted name is resolved now, so a typo stops the application at
+    start-up.
     """
     kind, proxies = settings.key, settings.trusted_proxies
 
@@ -77,11 +72,13 @@ def build_holder(settings: RateLimitSettings) -> HolderFunction:
     if kind == "ip":
         return by_address
     if kind == "session":
-        session_type, key_name = settings.session_type, settings.session_key_name
+        if sessions is None:
+            return by_address
+        factory = sessions
 
         def by_session(request: Request) -> str:
-            session_id = session_id_of(request, session_type, key_name)
-            return "session:" + _digest(session_id) if session_id else by_address(request)
+            ref = factory.ref_of(request)
+            return "session:" + ref.key[:32] if ref is not None else by_address(request)
 
         return by_session
     if kind == "userid":
@@ -114,3 +111,19 @@ def build_holder(settings: RateLimitSettings) -> HolderFunction:
         return "custom:" + str(holder) if holder is not None else by_address(request)
 
     return by_function
+
+
+def holder_headers(
+    settings: RateLimitSettings, sessions: SessionFactory | None
+) -> tuple[str, ...]:
+    """The request headers the holder is read from, for the responses' ``Vary``.
+
+    Rate-limit headers count one holder's requests: a shared cache must not serve them
+    to another client.  Addresses, users and custom holders are not read from a
+    header pyramid_kvs can name.
+    """
+    if settings.key == "session" and sessions is not None:
+        return sessions.vary_headers
+    if settings.key.startswith("header:"):
+        return (settings.key[len("header:") :],)
+    return ()

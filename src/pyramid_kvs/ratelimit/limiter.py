@@ -12,25 +12,38 @@ on Redis - with the rest of the request's store work::
 
 Redis joins the pipeline with one script; memcached and memory have no pipeline to
 join and run their atomic sequence when the outcome is read.
+
+:meth:`RateLimiter.enforce` is the whole check of one request, shared by the tween
+and the view deriver: the batch, the session load riding in it, the verdict kept for
+the response headers, and the refusal raised.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 
 from ..settings import RateLimitSettings
-from ..stores import Batch, Store
+from ..stores import Batch, Store, StoreError
 from ..stores.memory import MemoryStore
-from .holders import HolderFunction, build_holder
+from .holders import HolderFunction, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
+from .refusal import RateLimitError, RateLimitUnavailable
+
+if TYPE_CHECKING:
+    from ..session import SessionFactory
+
+log = logging.getLogger(__name__)
 
 #: the IETF policy name of the application-wide limits
 DEFAULT_SCOPE = "default"
+#: where the latest verdict of a request is kept (``request.ratelimit`` reads it)
+OUTCOME_KEY = "pyramid_kvs.ratelimit.outcome"
 
 
 class Engine(Protocol):
@@ -86,12 +99,18 @@ class RateLimiter:
         store: Store,
         settings: RateLimitSettings,
         holder: HolderFunction | None = None,
+        *,
+        sessions: SessionFactory | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.limits = settings.limits
         self.algorithm = settings.algorithm
-        self.holder_of: HolderFunction = holder or build_holder(settings)
+        #: the application's session factory: the session holder and the prefetch
+        self.sessions = sessions
+        self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
+        #: the request headers the holder comes from: the responses' Vary
+        self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = build_engine(store, settings.algorithm)
 
     def queue(
@@ -122,3 +141,34 @@ class RateLimiter:
         pending = self.queue(batch, self.holder_of(request), limits, scope)
         batch.execute()
         return pending.outcome()
+
+    def enforce(
+        self, request: Request, limits: tuple[Limit, ...], scope: str = DEFAULT_SCOPE
+    ) -> None:
+        """Check *request* against *limits*; raise the refusal when it does not pass.
+
+        Raises :class:`RateLimitError` (429) over the limit, and
+        :class:`RateLimitUnavailable` (503) when the store fails with
+        ``on_error = deny``; with ``on_error = allow`` a failure lets the request
+        through unchecked, with a logged warning.  The verdict is kept for the
+        response's headers (``request.ratelimit``).
+        """
+        batch = self.store.batch()
+        check = self.queue(batch, self.holder_of(request), limits, scope)
+        if batch.pipelined and self.sessions is not None:
+            # The session's load travels with the check: one round trip for both.
+            # Without a pipeline it would cost its own, even for views that never
+            # touch the session, so it is left to load lazily.
+            self.sessions.prefetch(request, batch)
+        try:
+            batch.execute()
+            outcome = check.outcome()
+        except StoreError as exc:
+            if self.settings.on_error == "deny":
+                log.error("rate limit store failed, request denied: %s", exc)
+                raise RateLimitUnavailable() from exc
+            log.warning("rate limit store failed, request allowed unchecked: %s", exc)
+            return
+        request.environ[OUTCOME_KEY] = outcome
+        if not outcome.allowed:
+            raise RateLimitError(outcome, self.settings.headers)

@@ -9,9 +9,10 @@ sleeping.  State is kept as short ASCII values: ``"<window index> <count>
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
-from ..stores import Batch
+from ..stores import Batch, StoreError
 from ..stores.memory import MemoryStore
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
@@ -35,9 +36,13 @@ class MemoryEngine:
         with self.store.atomically():
             now = self.store.now()
             saved = [self.store.get(key) for key in keys]
-            if self.algorithm == "gcra":
-                return self._gcra(now, keys, limits, saved)
-            return self._counters(now, keys, limits, saved)
+            try:
+                if self.algorithm == "gcra":
+                    return self._gcra(now, keys, limits, saved)
+                return self._counters(now, keys, limits, saved)
+            except (ValueError, OverflowError) as exc:
+                # what Redis answers WRONGTYPE to, and memcached refuses to increment
+                raise StoreError(f"a rate limit key holds something else: {exc}") from None
 
     def _counters(
         self,
@@ -71,7 +76,7 @@ class MemoryEngine:
         limits: Sequence[Limit],
         saved: Sequence[bytes | None],
     ) -> tuple[LimitState, ...]:
-        tats = [None if raw is None else float(raw) for raw in saved]
+        tats = [None if raw is None else _finite(float(raw)) for raw in saved]
         consumed = all(
             algorithms.gcra_allows(limit, now, tat)
             for limit, tat in zip(limits, tats, strict=True)
@@ -84,6 +89,12 @@ class MemoryEngine:
             algorithms.gcra_state(limit, now, tat, consumed=consumed)
             for limit, tat in zip(limits, tats, strict=True)
         )
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"an arrival time of {value}")
+    return value
 
 
 def _counts(limit: Limit, now: float, raw: bytes | None) -> tuple[int, int]:

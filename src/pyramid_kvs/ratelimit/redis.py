@@ -91,7 +91,13 @@ for i = 1, #KEYS do
     local window = tonumber(ARGV[2 * i])
     local saved = redis.call('GET', KEYS[i])
     local base = now
-    if saved then base = math.max(tonumber(saved), now) end
+    if saved then
+        local tat = tonumber(saved)
+        if tat == nil or tat ~= tat or tat == math.huge or tat == -math.huge then
+            return redis.error_reply('ERR pyramid_kvs: not an arrival time: ' .. KEYS[i])
+        end
+        base = math.max(tat, now)
+    end
     local arrival = base + window / amount
     local allowed = 0
     if now + epsilon >= arrival - window then allowed = 1 else consumed = 0 end

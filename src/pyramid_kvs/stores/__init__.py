@@ -19,6 +19,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
+    ValueTooLarge,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "StoreFactory",
     "StoreUnavailable",
     "UnsupportedOperation",
+    "ValueTooLarge",
     "create_store",
     "register",
     "registered_names",

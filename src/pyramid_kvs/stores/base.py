@@ -45,6 +45,19 @@ class UnsupportedOperation(StoreError):
     """The store cannot do this by design (e.g. listing keys on memcached)."""
 
 
+class ValueTooLarge(StoreError):
+    """A value larger than the reader's bound (see :meth:`Store.get_bounded`).
+
+    The message leaves the key out: keys of the values read this way (session ids)
+    are credentials, and errors end up in logs.
+    """
+
+    def __init__(self, size: int, max_size: int) -> None:
+        super().__init__(f"a value of {size} bytes, more than max_size={max_size}")
+        self.size = size
+        self.max_size = max_size
+
+
 class _Unset:
     __slots__ = ()
 
@@ -180,6 +193,22 @@ class Store(ABC):
             self.delete(key)
         return value
 
+    def get_bounded(self, key: str, max_size: int) -> bytes | None:
+        """The value under *key* (``None`` when absent) if it has at most *max_size* bytes.
+
+        Raises :class:`ValueTooLarge` otherwise.  A reader of values other
+        applications write (the Perl sessions) must not pay for a value of any size
+        before it can refuse it, so network stores check the size *before* the value
+        travels (Redis, memcached), in the same single round trip.  This portable
+        default reads the value first: right for in-process stores, whose ``get``
+        hands over the stored object without copying it, while on a network store
+        it bounds only what the caller keeps, not what the client downloads.
+        """
+        value = self.get(key)
+        if value is not None and len(value) > max_size:
+            raise ValueTooLarge(len(value), max_size)
+        return value
+
     # -- several keys ----------------------------------------------------------------
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -298,8 +327,9 @@ class Batch:
             )
         return store
 
-    def get(self, key: str) -> Pending[bytes | None]:
-        return self._queue("get", key)
+    def get(self, key: str, *, store: Store | None = None) -> Pending[bytes | None]:
+        """Queue :meth:`Store.get`; *store*, as for :meth:`load_record`."""
+        return self._queue_on(self._target(store), "get", key)
 
     def get_and_touch(self, key: str, ttl: int | None) -> Pending[bytes | None]:
         return self._queue("get_and_touch", key, check_ttl(ttl))

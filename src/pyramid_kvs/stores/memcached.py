@@ -41,6 +41,7 @@ from .base import (
     Store,
     StoredRecord,
     StoreError,
+    ValueTooLarge,
     check_ttl,
     check_value,
 )
@@ -231,6 +232,17 @@ class MemcachedStore(Store):
 
     def get(self, key: str) -> bytes | None:
         return self.call("get", self._key(key))  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: str, max_size: int) -> bytes | None:
+        """One ``get`` whose body is not read when its header announces too many bytes.
+
+        The connection is then closed, dropping the unread bytes with it, and the
+        pool opens a new one for the next request.
+        """
+        value = self.call("get_bounded", self._key(key), max_size)
+        if value is not None and len(value) > max_size:  # a client that read it anyway
+            raise ValueTooLarge(len(value), max_size)
+        return value  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

@@ -28,7 +28,7 @@ from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
-from .base import StoreError, StoreUnavailable
+from .base import StoreError, StoreUnavailable, ValueTooLarge
 from .breaker import DEFAULT_DOWN_FOR, CircuitBreaker
 
 
@@ -55,7 +55,10 @@ def translated(function: Callable[..., Any], *args: Any) -> Any:
 
 
 class _GatClient(Client):
-    """pymemcache's client plus memcached's ``gat`` (get and touch) command."""
+    """pymemcache's client plus ``gat`` (get and touch) and a size-bounded ``get``."""
+
+    #: while :meth:`get_bounded` runs: the most bytes a value may have
+    _value_limit: int | None = None
 
     def gat(self, key: bytes, expire: int) -> bytes | None:
         # "gat <exptime> <key>" answers exactly like "get <key>", so pymemcache's
@@ -67,6 +70,40 @@ class _GatClient(Client):
         """``gat`` that also returns the CAS token, like ``gets``."""
         found = self._fetch_cmd(b"gats " + str(int(expire)).encode(), [key], True)
         return found.get(key, (None, None))  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
+        """``get`` refusing a value of more than *max_size* bytes before reading it.
+
+        memcached cannot be asked to send a value only below a size, but every value
+        arrives behind a ``VALUE <key> <flags> <bytes>`` line.  pymemcache reads that
+        line, then the body, in ``_extract_value`` (the hook it provides for
+        subclasses); ours raises :class:`ValueTooLarge` on the announced size before
+        the body is read, and ``_fetch_cmd`` closes the connection on any error,
+        unread bytes included.  The server answered: for the breaker, that is no
+        outage.
+        """
+        self._value_limit = max_size
+        try:
+            found = self._fetch_cmd(b"get", [key], False)
+        finally:
+            self._value_limit = None
+        return found.get(key)  # type: ignore[no-any-return]
+
+    def _extract_value(
+        self,
+        expect_cas: bool,
+        line: bytes,
+        buf: bytes,
+        remapped_keys: dict[bytes, Any],
+        prefixed_keys: list[bytes],
+    ) -> tuple[Any, Any, bytes]:
+        limit = self._value_limit
+        if limit is not None:
+            # VALUE <key> <flags> <bytes> [<cas unique>]
+            fields = line.split()
+            if len(fields) > 3 and fields[3].isdigit() and int(fields[3]) > limit:
+                raise ValueTooLarge(int(fields[3]), limit)
+        return super()._extract_value(expect_cas, line, buf, remapped_keys, prefixed_keys)
 
 
 class _PooledGatClient(PooledClient):
@@ -81,6 +118,10 @@ class _PooledGatClient(PooledClient):
     def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
             return client.gats(key, expire)  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
+        with self.client_pool.get_and_release(destroy_on_fail=True) as client:
+            return client.get_bounded(key, max_size)  # type: ignore[no-any-return]
 
 
 class Server:

@@ -41,6 +41,7 @@ from .base import (
     StoredRecord,
     StoreError,
     StoreUnavailable,
+    ValueTooLarge,
     check_ttl,
     check_value,
 )
@@ -73,6 +74,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     return 1
 end
 return 0
+"""
+
+
+# GET only when the value has at most ARGV[1] bytes; otherwise its size, an integer
+# reply that no GET can give: a value refused by its size never leaves the server.
+GET_BOUNDED = """
+local size = redis.call('STRLEN', KEYS[1])
+if size > tonumber(ARGV[1]) then return size end
+return redis.call('GET', KEYS[1])
 """
 
 
@@ -358,6 +368,13 @@ class RedisStore(Store):
 
     def get(self, key: str) -> bytes | None:
         return self._run("get", key)  # type: ignore[no-any-return]
+
+    def get_bounded(self, key: str, max_size: int) -> bytes | None:
+        """``GET`` behind a ``STRLEN`` check, in one script: one round trip."""
+        reply = self._call("execute_command", "EVAL", GET_BOUNDED, 1, self.full_key(key), max_size)
+        if isinstance(reply, int):
+            raise ValueTooLarge(reply, max_size)
+        return reply  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
