@@ -407,3 +407,19 @@ def test_names_1x_code_uses() -> None:
     app.get("/write", {"a": "1"})
     with pytest.warns(DeprecationWarning, match="use `key in session`"):
         assert app.get("/has").json == {"has": True}
+
+
+def test_perlsess_has_key_as_1x_offered() -> None:
+    from pyramid_kvs.storable import nfreeze
+    from pyramid_kvs.testing import mock_store
+
+    config = Configurator(settings={"kvs.perlsess": '{"kvs": "memory"}'})
+    config.include("pyramid_kvs.testing")
+    config.add_route("perl", "/perl")
+    config.add_view(lambda request: {"has": request.perlsess.has_key("user")},
+                    route_name="perl", renderer="json")  # fmt: skip
+    app = TestApp(config.make_wsgi_app())
+    mock_store(config.registry, "perlsess").set("abc123", nfreeze({"user": "ada"}))
+    app.set_cookie("session_id", "abc123")
+    with pytest.warns(DeprecationWarning, match="has_key"):
+        assert app.get("/perl").json == {"has": True}

@@ -39,6 +39,7 @@ import logging
 import math
 import re
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -302,6 +303,15 @@ class PerlSession(Mapping[Any, Any]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._session()
+
+    def has_key(self, key: object) -> bool:
+        """``key in perlsess``, under the name 1.x also offered (deprecated)."""
+        warnings.warn(
+            "perlsess.has_key(key) is deprecated: use `key in request.perlsess`",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return key in self
 
     def __repr__(self) -> str:
         state = repr(self._data) if self._data is not None else "not loaded"
