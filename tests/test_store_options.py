@@ -15,7 +15,7 @@ import pytest
 import redis
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from pyramid_kvs.runtime import build_store
@@ -90,6 +90,18 @@ def test_redis_timeouts_can_be_set_in_both_forms() -> None:
     assert kwargs["socket_timeout"] == 0.4
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "inf"])
+def test_redis_timeouts_must_be_positive_numbers_in_both_forms(value: str) -> None:
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        # (redis-py's URL parser refuses "soon" before pyramid_kvs sees it)
+        with pytest.raises(ConfigurationError, match=rf"kvs\.cache\.url: .*{name}"):
+            from_url(f"redis://127.0.0.1/0?{name}={value}")
+        with pytest.raises(ConfigurationError, match=rf"kvs\.cache\.kvs_kwargs: .*{name}"):
+            from_json("redis", {name: value})
+    with pytest.raises(ConfigurationError, match="socket_timeout: expected a positive"):
+        from_json("redis", {"socket_timeout": None})  # never wait forever
+
+
 def test_redis_does_not_retry_unless_asked_in_both_forms() -> None:
     # redis-py 8's default for redis.Redis(): ten retries with back-off
     assert redis.Redis().get_retry().get_retries() == 10  # type: ignore[union-attr]
@@ -105,6 +117,8 @@ def test_redis_retry_on_timeout_asks_for_one_immediate_retry_in_both_forms() -> 
         assert redis.TimeoutError in retry._supported_errors
     for store in redis_forms(retry_on_timeout="false"):
         assert redis_kwargs(store)["retry"].get_retries() == 0
+    store = from_url("redis://127.0.0.1/0?retry_on_timeout=false", retry=Retry(NoBackoff(), 2))
+    assert redis_kwargs(store)["retry_on_timeout"] is False
 
 
 def test_redis_retry_on_error_takes_exception_names_in_both_forms() -> None:
@@ -175,8 +189,8 @@ def test_the_breaker_names_the_redis_server() -> None:
             r"kvs\.cache\.url: invalid options for the redis store: .*socket_timout",
         ),
         (
-            {"kvs.cache.url": "memcached://localhost:11211?retry_attempts=2"},
-            r"kvs\.cache\.url: .*retry_attempts: not supported",
+            {"kvs.cache.url": "memcached://localhost:11211?timeout=soon"},
+            r"kvs\.cache\.url: invalid options for the memcached store: timeout: expected",
         ),
     ],
 )
@@ -215,6 +229,15 @@ def test_memcached_options_can_be_set_in_both_forms() -> None:
             assert server.breaker.down_for == 2
 
 
+@pytest.mark.parametrize("value", ["soon", 0, -1, None])
+def test_memcached_timeouts_must_be_positive_numbers(value: object) -> None:
+    for name in ("timeout", "connect_timeout"):
+        with pytest.raises(ConfigurationError, match=rf"{name}: expected a positive number"):
+            from_json("memcached", {"servers": ["127.0.0.1:1"], name: value})
+    with pytest.raises(ConfigurationError, match=r"kvs\.cache\.url: .*timeout: expected"):
+        from_url("memcached://127.0.0.1:1?timeout=soon")
+
+
 def test_the_memcached_normalisation_is_one_function_for_both_forms() -> None:
     from pyramid_kvs.settings import parse_store_url
 
@@ -232,18 +255,23 @@ def test_the_memcached_normalisation_is_one_function_for_both_forms() -> None:
 
 @pytest.mark.parametrize(
     "option",
-    [
-        {"retry_attempts": 2},
-        {"retry_timeout": 1},
-        {"dead_timeout": 60},
-        {"use_pooling": False},
-        {"ignore_exc": True},
-    ],
+    [{"retry_attempts": 2}, {"retry_timeout": 1}, {"dead_timeout": 60}, {"use_pooling": False}],
 )
-def test_memcached_options_that_hide_an_outage_are_refused(option: dict[str, Any]) -> None:
+def test_memcached_fail_over_options_are_ignored_with_a_warning(
+    option: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     (name,) = option
-    with pytest.raises(ConfigurationError, match=rf"kvs\.cache\.kvs_kwargs: .*{name}"):
-        from_json("memcached", {"servers": ["127.0.0.1:1"], **option})
+    with pytest.warns(UserWarning, match=rf"{name} ignored: a server that fails keeps its keys"):
+        store = from_json("memcached", {"servers": ["127.0.0.1:1", "127.0.0.1:2"], **option})
+    assert isinstance(store, MemcachedStore)
+    assert f"{name} ignored" in caplog.text
+    assert len(store.client.servers) == 2
+
+
+def test_memcached_refuses_ignore_exc() -> None:
+    with pytest.raises(ConfigurationError, match=r"kvs\.cache\.kvs_kwargs: .*ignore_exc"):
+        from_json("memcached", {"servers": ["127.0.0.1:1"], "ignore_exc": True})
+    from_json("memcached", {"servers": ["127.0.0.1:1"], "ignore_exc": False})
 
 
 def test_memcached_refuses_a_server_listed_twice() -> None:

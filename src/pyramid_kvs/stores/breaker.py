@@ -62,6 +62,24 @@ def to_down_for(value: Any) -> float:
     return seconds
 
 
+def to_timeout(name: str, value: Any) -> float:
+    """Validate the client timeout option *name*: a positive number of seconds.
+
+    The breaker's promise - one timeout per request at most - needs each call to
+    end: an unbounded timeout (``None``) would let a hung server hang requests, so
+    it is refused along with anything that is not a number.
+    """
+    if not isinstance(value, bool):
+        try:
+            seconds = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if 0 < seconds < float("inf"):
+                return seconds
+    raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
+
+
 def pop_down_for(options: MutableMapping[str, Any]) -> float:
     """Take ``down_for`` out of a store's *options* (the client must not see it)."""
     if DOWN_FOR_OPTION not in options:

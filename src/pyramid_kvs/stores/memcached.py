@@ -30,8 +30,10 @@ memcached has no key listing: :meth:`Store.scan` raises
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import time
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +47,7 @@ from .base import (
     check_ttl,
     check_value,
 )
-from .breaker import pop_down_for
+from .breaker import pop_down_for, to_timeout
 from .memcached_servers import MemcachedServers
 
 HASHED_KEY_MARKER = "#h:"
@@ -55,9 +57,11 @@ MAX_KEY_BYTES = 250
 DEFAULT_CONNECT_TIMEOUT = 1.0
 #: seconds to wait for a reply, unless configured otherwise
 DEFAULT_READ_TIMEOUT = 1.0
-#: pymemcache ``HashClient`` options, refused: each would let a dead server's keys
-#: move to another server, or look absent, instead of raising StoreUnavailable
+#: pymemcache ``HashClient`` options, ignored (with a warning): pyramid_kvs keeps a
+#: failed server's keys on it, raising StoreUnavailable, instead of moving them
 FAILOVER_OPTIONS = ("retry_attempts", "retry_timeout", "dead_timeout", "hasher", "use_pooling")
+
+log = logging.getLogger(__name__)
 
 
 RECORD_MAGIC = b"\x00kvs-record-1\x00"
@@ -166,9 +170,10 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
     separated); ``down_for`` goes to the breakers; the other options are
     pymemcache's (``connect_timeout``, ``timeout``, ``max_pool_size``, ``no_delay``...),
     the timeouts :data:`DEFAULT_CONNECT_TIMEOUT` and :data:`DEFAULT_READ_TIMEOUT`
-    unless given.  pymemcache's client does not retry; ``HashClient``'s fail-over
-    options and ``ignore_exc`` are refused, since each would turn an outage into
-    moved or missing keys.  Raises ``ValueError`` naming the option.
+    unless given.  pymemcache's client does not retry.  ``HashClient``'s fail-over
+    options are ignored with a warning and ``ignore_exc`` is refused, since each
+    would turn an outage into moved or missing keys.  Raises ``ValueError`` naming
+    the option.
     """
     kwargs = dict(options)
     down_for = pop_down_for(kwargs)
@@ -181,16 +186,24 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
         raise ValueError(f"servers: expected a list of host:port, got {servers!r}") from None
     if not addresses:
         raise ValueError("servers: at least one memcached server is needed")
-    for name in FAILOVER_OPTIONS:
-        if name in kwargs:
-            raise ValueError(
-                f"{name}: not supported: a memcached server that fails keeps its keys, "
-                "which raise StoreUnavailable until it answers again (tune down_for)"
-            )
+    ignored = [name for name in FAILOVER_OPTIONS if kwargs.pop(name, None) is not None]
+    if ignored:
+        # Valid pymemcache options, kept by configurations written for HashClient:
+        # they must not stop the application, and cannot be honoured.
+        message = (
+            f"memcached option(s) {', '.join(ignored)} ignored: a server that fails "
+            "keeps its keys, which raise StoreUnavailable until it answers again; "
+            "down_for sets how long it is left alone"
+        )
+        warnings.warn(message, UserWarning, stacklevel=2)
+        log.warning(message)
     if kwargs.get("ignore_exc"):
         raise ValueError("ignore_exc: must stay false: it turns an outage into misses")
-    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-    kwargs.setdefault("timeout", DEFAULT_READ_TIMEOUT)
+    for name, default in (
+        ("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        ("timeout", DEFAULT_READ_TIMEOUT),
+    ):
+        kwargs[name] = to_timeout(name, kwargs.get(name, default))
     kwargs["default_noreply"] = False
     kwargs["serde"] = _FlagKeepingSerde()
     return MemcachedOptions(addresses, kwargs, down_for)

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import unquote_plus
 
 import redis
 import redis.exceptions
@@ -45,7 +45,7 @@ from .base import (
     check_ttl,
     check_value,
 )
-from .breaker import DOWN_FOR_OPTION, CircuitBreaker, pop_down_for
+from .breaker import DOWN_FOR_OPTION, CircuitBreaker, pop_down_for, to_timeout
 
 T = TypeVar("T")
 
@@ -53,8 +53,14 @@ T = TypeVar("T")
 DEFAULT_CONNECT_TIMEOUT = 1.0
 #: seconds to wait for a reply, unless configured otherwise
 DEFAULT_READ_TIMEOUT = 1.0
-#: the options by which a user asks redis-py for retries
-RETRY_OPTIONS = ("retry", "retry_on_timeout", "retry_on_error")
+#: the options :func:`normalise_options` checks or converts, whichever form they took
+NORMALISED_OPTIONS = (
+    DOWN_FOR_OPTION,
+    "socket_connect_timeout",
+    "socket_timeout",
+    "retry_on_timeout",
+    "retry_on_error",
+)
 
 # INCRBY, then give the counter its expiry if it has none yet: an expiry is set at
 # creation and never extended, and no interleaving can leave an immortal counter.
@@ -206,21 +212,25 @@ def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
     if url is not None:
         if not isinstance(url, str):
             raise ValueError(f"url: expected a redis://, rediss:// or unix:// URL, got {url!r}")
-        # Ours are taken out of the query, and so are those kvs_kwargs also give:
-        # kvs_kwargs win, as for the other stores (redis-py would let the URL win).
-        url, taken = _take_from_query(url, (DOWN_FOR_OPTION, "retry_on_error", *kwargs))
+        # The options normalised here come out of the query, and so do those that
+        # kvs_kwargs also give: kvs_kwargs win, as for the other stores (redis-py
+        # would let the URL win).
+        url, taken = _take_from_query(url, (*NORMALISED_OPTIONS, *kwargs))
         for name, value in taken.items():
             kwargs.setdefault(name, value)
     down_for = pop_down_for(kwargs)
-    # With a URL, redis-py lets the URL's own query values win over these defaults.
-    kwargs.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-    kwargs.setdefault("socket_timeout", DEFAULT_READ_TIMEOUT)
+    for name, default in (
+        ("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        ("socket_timeout", DEFAULT_READ_TIMEOUT),
+    ):
+        kwargs[name] = to_timeout(name, kwargs.get(name, default))
     if "retry_on_error" in kwargs:
         kwargs["retry_on_error"] = _error_classes(kwargs["retry_on_error"])
+    if "retry_on_timeout" in kwargs:  # "false" from a URL is no true string
+        kwargs["retry_on_timeout"] = bool(to_bool(kwargs["retry_on_timeout"]))
     if "retry" not in kwargs:
-        asked = bool(kwargs.get("retry_on_error")) or _is_true(url, kwargs, "retry_on_timeout")
-        # Such a Retry retries on timeouts: the deprecated flag would only add a warning.
-        kwargs.pop("retry_on_timeout", None)
+        asked = bool(kwargs.get("retry_on_error")) or kwargs.pop("retry_on_timeout", False)
+        # Such a Retry retries on timeouts too: the deprecated flag would only warn.
         kwargs["retry"] = Retry(NoBackoff(), 1 if asked else 0)
     return RedisOptions(url, kwargs, down_for)
 
@@ -239,14 +249,6 @@ def _take_from_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str
         elif part:
             kept.append(part)
     return (base + "?" + "&".join(kept) if kept else base), taken
-
-
-def _is_true(url: str | None, kwargs: Mapping[str, Any], name: str) -> bool:
-    """Whether boolean option *name* is on, in *kwargs* or in the query of *url*."""
-    if name in kwargs:
-        return bool(to_bool(kwargs[name]))
-    query = dict(parse_qsl(url.partition("?")[2])) if url is not None else {}
-    return bool(to_bool(query.get(name)))
 
 
 def _error_classes(value: Any) -> list[type[Exception]]:
