@@ -423,3 +423,28 @@ def test_perlsess_has_key_as_1x_offered() -> None:
     app.set_cookie("session_id", "abc123")
     with pytest.warns(DeprecationWarning, match="has_key"):
         assert app.get("/perl").json == {"has": True}
+
+
+def test_python_memcached_options_of_1x_settings(
+    memcached_address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pyramid_kvs.stores.memcached import normalise_options
+
+    kwargs = {"servers": [memcached_address], "debug": 0, "socket_timeout": 2,
+              "dead_retry": 30, "check_keys": True}  # fmt: skip
+    with pytest.warns(UserWarning, match=r"debug, dead_retry, check_keys ignored"):
+        app = make_app({"kvs.cache": json.dumps({"kvs": "memcache", "kvs_kwargs": kwargs})})
+    assert "python-memcached options" in caplog.text
+    cache = get_kvs(app.app.registry).cache
+    assert cache is not None
+    cache["k"] = 1
+    assert cache["k"] == 1  # the application runs on them
+    options = normalise_options({"socket_timeout": 2, "timeout": 0.5})
+    assert (options.client_kwargs["connect_timeout"], options.client_kwargs["timeout"]) == (2, 0.5)
+
+
+def test_unknown_client_options_are_still_refused() -> None:
+    from pyramid.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"kvs\.cache\.kvs_kwargs.*socket_timout"):
+        make_app({"kvs.cache": '{"kvs": "memcache", "kvs_kwargs": {"socket_timout": 2}}'})

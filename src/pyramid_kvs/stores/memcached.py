@@ -60,6 +60,14 @@ DEFAULT_READ_TIMEOUT = 1.0
 #: pymemcache ``HashClient`` options, ignored (with a warning): pyramid_kvs keeps a
 #: failed server's keys on it, raising StoreUnavailable, instead of moving them
 FAILOVER_OPTIONS = ("retry_attempts", "retry_timeout", "dead_timeout", "hasher", "use_pooling")
+#: python-memcached's options (the client of pyramid_kvs 1.x) that pymemcache has no
+#: use for: values stay bytes (no pickling, no compression), long or odd keys are
+#: hashed, and a dead server's keys are an outage (``down_for``, not ``dead_retry``)
+PYTHON_MEMCACHED_OPTIONS = (
+    "debug", "pickleProtocol", "pickler", "unpickler", "compressor", "decompressor",
+    "pload", "pid", "server_max_key_length", "server_max_value_length", "dead_retry",
+    "cache_cas", "flush_on_reconnect", "check_keys",
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +194,30 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
         raise ValueError(f"servers: expected a list of host:port, got {servers!r}") from None
     if not addresses:
         raise ValueError("servers: at least one memcached server is needed")
+    if "socket_timeout" in kwargs:
+        # python-memcached's one timeout, for connecting and for each reply
+        timeout = kwargs.pop("socket_timeout")
+        kwargs.setdefault("connect_timeout", timeout)
+        kwargs.setdefault("timeout", timeout)
     ignored = [name for name in FAILOVER_OPTIONS if kwargs.pop(name, None) is not None]
     if ignored:
         # Valid pymemcache options, kept by configurations written for HashClient:
         # they must not stop the application, and cannot be honoured.
-        message = (
-            f"memcached option(s) {', '.join(ignored)} ignored: a server that fails "
-            "keeps its keys, which raise StoreUnavailable until it answers again; "
-            "down_for sets how long it is left alone"
+        _warn_ignored(
+            ignored,
+            "a server that fails keeps its keys, which raise StoreUnavailable until it "
+            "answers again; down_for sets how long it is left alone",
         )
-        warnings.warn(message, UserWarning, stacklevel=2)
-        log.warning(message)
+    obsolete = [name for name in PYTHON_MEMCACHED_OPTIONS if name in kwargs]
+    for name in obsolete:
+        del kwargs[name]
+    if obsolete:
+        # Settings written for pyramid_kvs 1.x, whose client was python-memcached.
+        _warn_ignored(
+            obsolete,
+            "python-memcached options, with no use with pymemcache: values are stored "
+            "as bytes, odd keys are hashed, and down_for replaces dead_retry",
+        )
     if kwargs.get("ignore_exc"):
         raise ValueError("ignore_exc: must stay false: it turns an outage into misses")
     for name, default in (
@@ -207,6 +228,12 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
     kwargs["default_noreply"] = False
     kwargs["serde"] = _FlagKeepingSerde()
     return MemcachedOptions(addresses, kwargs, down_for)
+
+
+def _warn_ignored(names: list[str], why: str) -> None:
+    message = f"memcached option(s) {', '.join(names)} ignored: {why}"
+    warnings.warn(message, UserWarning, stacklevel=3)
+    log.warning(message)
 
 
 class MemcachedStore(Store):
