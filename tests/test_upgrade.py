@@ -448,3 +448,59 @@ def test_unknown_client_options_are_still_refused() -> None:
 
     with pytest.raises(ConfigurationError, match=r"kvs\.cache\.kvs_kwargs.*socket_timout"):
         make_app({"kvs.cache": '{"kvs": "memcache", "kvs_kwargs": {"socket_timout": 2}}'})
+
+
+# -- a test suite written for 1.x -----------------------------------------------------------
+
+
+def one_x_app(settings: dict[str, Any]) -> TestApp:
+    from pyramid import testing
+
+    config = testing.setUp(settings=settings)
+    config.include("pyramid_kvs.testing")
+    config.add_route("remember", "/remember/{value}")
+    config.add_route("recall", "/recall")
+
+    def remember(request: Any) -> dict[str, Any]:
+        request.cache["dummy"] = request.matchdict["value"]
+        return {}
+
+    config.add_view(remember, route_name="remember", renderer="json")
+    config.add_view(lambda request: {"value": request.cache["dummy"]},
+                    route_name="recall", renderer="json")  # fmt: skip
+    views(config)
+    return TestApp(config.make_wsgi_app())
+
+
+def test_a_1x_test_suite_reads_mock_cache() -> None:
+    with pytest.warns(DeprecationWarning, match="MockCache is deprecated"):
+        from pyramid_kvs.testing import MockCache
+    app = one_x_app({"kvs.cache": {"kvs": "mock", "key_prefix": "test::", "ttl": 20}})
+    app.get("/remember/value")
+    assert MockCache.cached_data[b"test::dummy"] == '"value"'  # the stored JSON text
+    assert MockCache.last_ttl == 20
+    MockCache.cached_data[b"test::dummy"] = '"seeded"'  # a test seeding the store
+    assert app.get("/recall").json == {"value": "seeded"}
+    del MockCache.cached_data[b"test::dummy"]
+    assert b"test::dummy" not in MockCache.cached_data
+    assert app.get("/recall").json == {"value": None}
+    from pyramid import testing
+
+    testing.tearDown()
+
+
+def test_a_1x_test_suite_reassigns_cached_data() -> None:
+    from pyramid_kvs.testing.legacy import MockCache
+
+    app = one_x_app({"kvs.session": json.dumps({"kvs": "mock", "key_name": "X-Dummy-Header",
+                                                 "session_type": "header", "ttl": 20,
+                                                 "key_prefix": "header::"})})  # fmt: skip
+    MockCache.cached_data = {b"header::x-dummy-header::dummy_key": '{"akey": "a val"}'}
+    shown = app.get("/show", headers={"X-Dummy-Header": "dummy_key"})
+    assert shown.json == {"data": {"akey": "a val"}, "new": False}  # the 1.x session, moved
+    MockCache.cached_data = {}  # the usual reset between 1.x tests
+    assert dict(MockCache.cached_data) == {}
+    assert app.get("/show", headers={"X-Dummy-Header": "dummy_key"}).json["data"] == {}
+    from pyramid import testing
+
+    testing.tearDown()

@@ -64,7 +64,7 @@ _FACTORIES: dict[str, StoreFactory] = {
     "memory": _lazy(".memory", "MemoryStore", None),
     "redis": _lazy(".redis", "RedisStore", "redis"),
     "memcached": _lazy(".memcached", "MemcachedStore", "memcached"),
-    "mock": _lazy("pyramid_kvs.testing", "MockStore", None),
+    "mock": _lazy("pyramid_kvs.testing.mock", "MockStore", None),
 }
 # The original add-on spelled memcached "memcache".
 _ALIASES = {"memcache": "memcached"}

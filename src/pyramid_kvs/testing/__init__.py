@@ -1,0 +1,64 @@
+"""Testing helpers for applications that use pyramid_kvs.
+
+Add ``pyramid_kvs.testing`` to an application's includes in its tests (or call
+``config.include("pyramid_kvs.testing")``) and every store it configures - Redis,
+memcached, anything - becomes a :class:`MockStore`: the memory store's semantics,
+no server needed, plus introspection for assertions::
+
+    config = testing.setUp(settings={"kvs.cache": '{"kvs": "redis"}'})
+    config.include("pyramid_kvs.testing")
+    ...
+    store = mock_store(request.registry, "cache")
+    assert store.last_ttl("answer") == 300
+
+The backend name ``mock`` can also be chosen explicitly in the settings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+
+from ..runtime import FORCE_MOCK_KEY, get_kvs
+from .mock import MockStore
+
+__all__ = ["MockCache", "MockStore", "includeme", "mock_store"]
+
+
+def mock_store(registry: Registry, component: str = "cache") -> MockStore:
+    """The mock store behind *component* ("cache", "session"...) of an application."""
+    kvs = get_kvs(registry)
+    owner = kvs.session_factory if component == "session" else getattr(kvs, component)
+    if owner is None:
+        raise LookupError(f"the {component} component is not configured")
+    store = owner.store
+    if not isinstance(store, MockStore):
+        raise TypeError(f"the {component} store is {store.name}, not a mock store")
+    return store
+
+
+def includeme(config: Configurator) -> None:
+    """Include pyramid_kvs with every configured store replaced by a mock."""
+    from .legacy import forget_mock_stores
+
+    forget_mock_stores()  # MockCache.cached_data shows this application's stores
+    config.registry[FORCE_MOCK_KEY] = True
+    config.include("pyramid_kvs")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MockCache":
+        warnings.warn(
+            "pyramid_kvs.testing.MockCache is deprecated: use "
+            "pyramid_kvs.testing.mock_store(registry, component) and its data, "
+            "last_ttl() and calls",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .legacy import MockCache
+
+        return MockCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
