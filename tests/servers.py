@@ -71,6 +71,11 @@ class Server:
         self.thaw()
         self.executor.kill(sig=signal.SIGKILL)
 
+    def terminate(self) -> None:
+        """Stop the process with SIGTERM, as an operator or an orchestrator does."""
+        self.thaw()
+        self.executor.stop()
+
     def restart(self) -> None:
         """Start the server again on the same port; returns once it accepts connections."""
         self.executor.start()
@@ -100,7 +105,9 @@ def start(command: list[str], port: int) -> Server:
     return Server(executor, LOOPBACK, port)
 
 
-def start_redis() -> Server:
+def start_redis(durable_dir: Path | None = None) -> Server:
+    """A Redis; with *durable_dir*, one that writes every command to an append-only
+    file there before answering, so that it loses nothing it confirmed across a restart."""
     port = port_for.select_random()
     command = [
         _executable("redis-server"),
@@ -112,6 +119,8 @@ def start_redis() -> Server:
         "--daemonize", "no",
         "--loglevel", "warning",
     ]  # fmt: skip
+    if durable_dir is not None:
+        command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(durable_dir)]
     return start(command, port)
 
 

@@ -535,3 +535,30 @@ def test_a_key_holding_something_else_is_a_store_error(
             response = app.get("/", status=200 if policy == "allow" else 503)
         assert "X-RateLimit-Limit" not in response.headers
         assert ("allowed unchecked" if policy == "allow" else "request denied") in caplog.text
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("garbage", [b"not a number", b"inf", b"nan"])
+def test_a_memcached_key_holding_something_else_is_a_store_error(
+    memcached_address: str, algorithm: str, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pymemcache.client.base import Client
+
+    url = "memcached://" + memcached_address
+    settings = limited(url, "1/day", **{"kvs.ratelimit.algorithm": algorithm})
+    client = Client(memcached_address)
+    for policy in ("allow", "deny"):
+        app = make_app({**settings, "kvs.ratelimit.on_error": policy})
+        address = f"192.0.2.{len(policy)}"
+        app.extra_environ = {"REMOTE_ADDR": address}
+        base = f"ratelimit::ip:{address}:default:{algorithm[0]}"
+        index = int(time.time() // 86400)
+        key = base if algorithm == "gcra" else f"{base}:1/86400:{index}"
+        client.set(key, garbage, 60)
+        if algorithm == "sliding":
+            client.set(f"{base}:1/86400:{index - 1}", garbage, 60)
+        with caplog.at_level(logging.WARNING, logger="pyramid_kvs.ratelimit"):
+            response = app.get("/", status=200 if policy == "allow" else 503)
+        assert "X-RateLimit-Limit" not in response.headers
+        assert ("allowed unchecked" if policy == "allow" else "request denied") in caplog.text
+    client.close()

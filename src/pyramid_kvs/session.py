@@ -81,7 +81,7 @@ from zope.interface import implementer
 from . import legacy
 from .codecs import Codec
 from .settings import TOKEN_MAX_LENGTH, SessionSettings
-from .stores import Batch, Pending, Store, StoreError, StoreUnavailable
+from .stores import Batch, Pending, Store, StoreError, WrongKind
 from .stores.base import StoredRecord
 from .vary import add_vary
 
@@ -428,16 +428,18 @@ class KVSSession(MutableMapping[str, Any]):
         queued, self._prefetched = self._prefetched, None
         try:
             record, old = factory.load(ref, queued)
-        except StoreUnavailable as exc:
+        except WrongKind as exc:
+            log.warning("the stored session is not a record, starting a new one: %s", exc)
+            self._start_under(ref)
+            return
+        except StoreError as exc:
+            # unreachable, or an error reply (READONLY after a failover, OOM...): a
+            # session taken for absent would be overwritten or logged out
             self._unsaved = True
             if factory.settings.on_unavailable == "error":
                 log.error("session store unavailable, answering 503: %s", exc)
                 raise SessionUnavailable("The session store is unavailable.") from exc
             log.error("session store unavailable, using an empty unsaved session: %s", exc)
-            return
-        except StoreError as exc:
-            log.warning("the stored session is not a record, starting a new one: %s", exc)
-            self._start_under(ref)
             return
         if record is not None and self._adopt(ref, record):
             return

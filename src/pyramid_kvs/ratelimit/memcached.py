@@ -25,10 +25,11 @@ pays one ``decr`` per limit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
-from ..stores import Batch, StoreError
+from ..stores import Batch, StoreError, WrongKind
 from ..stores.memcached import MemcachedStore, memcached_expiry, memcached_key
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
@@ -130,19 +131,28 @@ class MemcachedEngine:
 
 
 def _as_count(raw: bytes | None) -> int:
-    try:
-        return int(raw) if raw is not None else 0
-    except ValueError:
+    """A window's saved count; :class:`WrongKind` when the key holds something else."""
+    if raw is None:
         return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise WrongKind("memcached: a rate limit counter holds something else") from None
 
 
 def _as_arrivals(raw: bytes | None, count: int) -> list[float | None]:
-    """The saved arrival times; none when absent or written for other limits."""
-    if raw is not None:
-        try:
-            tats = [float(part) for part in raw.split()]
-        except ValueError:
-            tats = []
-        if len(tats) == count:
-            return list(tats)
-    return [None] * count
+    """The saved arrival times; none when absent or written for other limits.
+
+    Raises :class:`WrongKind` when the key holds something else than arrival times.
+    """
+    if raw is None:
+        return [None] * count
+    try:
+        tats = [float(part) for part in raw.split()]
+    except ValueError:
+        raise WrongKind("memcached: a rate limit key holds something else") from None
+    if not all(math.isfinite(tat) for tat in tats):
+        raise WrongKind("memcached: a rate limit key holds times that are not finite")
+    if len(tats) != count:
+        return [None] * count  # saved for other limits (the settings changed)
+    return list(tats)

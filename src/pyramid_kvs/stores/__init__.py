@@ -20,6 +20,7 @@ from .base import (
     StoreUnavailable,
     UnsupportedOperation,
     ValueTooLarge,
+    WrongKind,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "StoreUnavailable",
     "UnsupportedOperation",
     "ValueTooLarge",
+    "WrongKind",
     "create_store",
     "register",
     "registered_names",

@@ -41,6 +41,15 @@ class StoreUnavailable(StoreError):
     """The store could not be reached: connection refused, timed out or dropped."""
 
 
+class WrongKind(StoreError):
+    """The key holds another kind of value than the operation works on.
+
+    A string where a record is expected, a record where a counter is: the data is
+    foreign or corrupt, while the store itself is fine - unlike an error reply such
+    as READONLY or OOM.  Sessions start afresh over such a key rather than answer 503.
+    """
+
+
 class UnsupportedOperation(StoreError):
     """The store cannot do this by design (e.g. listing keys on memcached)."""
 

@@ -44,6 +44,7 @@ from .base import (
     StoredRecord,
     StoreError,
     ValueTooLarge,
+    WrongKind,
     check_ttl,
     check_value,
 )
@@ -91,7 +92,7 @@ def encode_record(fields: Mapping[str, bytes]) -> bytes:
 def decode_record(data: bytes) -> dict[str, bytes]:
     """The fields of a value written by :func:`encode_record`; StoreError otherwise."""
     if not data.startswith(RECORD_MAGIC):
-        raise StoreError("memcached: the value is not a record")
+        raise WrongKind("memcached: the value is not a record")
     fields: dict[str, bytes] = {}
     offset, end = len(RECORD_MAGIC), len(data)
     try:
@@ -103,10 +104,10 @@ def decode_record(data: bytes) -> dict[str, bytes]:
             value = data[offset + 4 : offset + 4 + size]
             offset += 4 + size
             if offset > end:
-                raise StoreError("memcached: truncated record")
+                raise WrongKind("memcached: truncated record")
             fields[name.decode("utf-8", "surrogateescape")] = bytes(value)
     except struct.error:
-        raise StoreError("memcached: truncated record") from None
+        raise WrongKind("memcached: truncated record") from None
     return fields
 
 

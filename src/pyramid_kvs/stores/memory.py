@@ -25,7 +25,14 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .base import Store, StoredRecord, StoreError, check_ttl, check_value, glob_matcher
+from .base import (
+    Store,
+    StoredRecord,
+    WrongKind,
+    check_ttl,
+    check_value,
+    glob_matcher,
+)
 
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -103,7 +110,7 @@ class MemoryStore(Store):
     def _live_bytes(self, full_key: str) -> bytes | None:
         value = self._live(full_key)
         if isinstance(value, dict):
-            raise StoreError(f"{full_key!r} holds a record, not a value")
+            raise WrongKind(f"{full_key!r} holds a record, not a value")
         return value
 
     def _put(self, full_key: str, value: Any, expires_at: float | None) -> None:
@@ -180,7 +187,7 @@ class MemoryStore(Store):
                 try:
                     result = int(current) + amount  # type: ignore[arg-type]
                 except (TypeError, ValueError):
-                    raise StoreError(f"the value under {key!r} is not an integer") from None
+                    raise WrongKind(f"the value under {key!r} is not an integer") from None
                 expires_at = self._data[full_key][1]
             self._put(full_key, str(result).encode(), expires_at)
             return result
@@ -233,7 +240,7 @@ class MemoryStore(Store):
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise StoreError(f"{full_key!r} does not hold a record")
+            raise WrongKind(f"{full_key!r} does not hold a record")
         return value  # type: ignore[no-any-return]
 
     def _put_record(

@@ -42,6 +42,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     ValueTooLarge,
+    WrongKind,
     check_ttl,
     check_value,
 )
@@ -167,6 +168,9 @@ def translate_errors(exc: Exception) -> StoreError:
     """
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return StoreUnavailable(f"redis: {exc}")
+    if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
+        # also inside a script's error: "... WRONGTYPE Operation against a key ..."
+        return WrongKind(f"redis: {exc}")
     if type(exc) is not redis.ResponseError and isinstance(exc, redis.ResponseError):
         # redis-py drops the error code (READONLY, OOM...) from the message of the
         # classes it has for them: their name says it instead.
