@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pyramid.config import Configurator
 from webtest import TestApp
 
-from pyramid_kvs import Cache, UnsupportedOperation, get_kvs
+from pyramid_kvs import Cache, UnsupportedOperation, get_components
 from pyramid_kvs.codecs import get_codec
 from pyramid_kvs.stores import StoreUnavailable
 from pyramid_kvs.stores.memory import MemoryStore
@@ -38,7 +38,7 @@ def build(settings: dict[str, Any]) -> Configurator:
 def cache(backend_url: str) -> Iterator[Cache]:
     config = build({"kvs.cache.url": backend_url, "kvs.cache.ttl": "60"})
     config.commit()
-    built = get_kvs(config.registry).cache
+    built = get_components(config.registry).cache
     assert built is not None
     yield built
 
@@ -49,7 +49,7 @@ def test_request_cache_is_one_shared_object(backend_url: str) -> None:
     def count(request: Any) -> dict[str, Any]:
         hits = request.cache.get("hits", 0) + 1
         request.cache["hits"] = hits
-        return {"hits": hits, "same": request.cache is request.registry["pyramid_kvs"].cache}
+        return {"hits": hits, "same": request.cache is get_components(request.registry).cache}
 
     config.add_route("count", "/")
     config.add_view(count, route_name="count", renderer="json")
@@ -150,7 +150,7 @@ def test_pickle_and_msgpack_codecs(backend_url: str) -> None:
             {"kvs.cache.url": backend_url, "kvs.cache.codec": codec, "kvs.cache.secret": SECRET}
         )
         config.commit()
-        cache = get_kvs(config.registry).cache
+        cache = get_components(config.registry).cache
         assert cache is not None
         cache["k"] = value
         assert cache["k"] == value
@@ -288,7 +288,7 @@ def test_an_unreachable_store_makes_misses_and_skipped_writes(
 def test_raise_errors_lets_outages_through(down_url: str) -> None:
     config = build({"kvs.cache.url": down_url, "kvs.cache.raise_errors": "true"})
     config.commit()
-    cache = get_kvs(config.registry).cache
+    cache = get_components(config.registry).cache
     assert cache is not None
     with pytest.raises(StoreUnavailable):
         cache.get("k")

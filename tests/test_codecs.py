@@ -22,7 +22,7 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from webtest import TestApp
 
-from pyramid_kvs import Cache, get_kvs
+from pyramid_kvs import Cache, get_components
 from pyramid_kvs.codecs import (
     SIGNED_PICKLE_MAGIC,
     JSONCodec,
@@ -224,7 +224,7 @@ def test_each_component_signs_with_its_own_secret() -> None:
             "kvs.session.secret": SECRET,  # even the same secret: not the same key
         }
     )
-    kvs = get_kvs(config.registry)
+    kvs = get_components(config.registry)
     assert kvs.cache is not None and kvs.session_factory is not None
     cache_codec, session_codec = kvs.cache.codec, kvs.session_factory.codec
     assert cache_codec.loads(cache_codec.dumps([1])) == [1]
@@ -252,7 +252,7 @@ def test_a_bad_cache_secret_fails_at_start_up_without_echoing_it(value: str) -> 
 
 def test_the_cache_secret_in_the_original_json_form() -> None:
     config = build({"kvs.cache": f'{{"codec": "pickle", "secret": "{SECRET}"}}'})
-    cache = get_kvs(config.registry).cache
+    cache = get_components(config.registry).cache
     assert cache is not None
     cache["k"] = {"a": (1,)}
     assert cache["k"] == {"a": (1,)}
@@ -264,7 +264,7 @@ def test_the_cache_secret_in_the_original_json_form() -> None:
 
 def redis_cache(redis_url: str, **flat: str) -> Cache:
     settings = {"kvs.cache.url": redis_url, **{f"kvs.cache.{k}": v for k, v in flat.items()}}
-    cache = get_kvs(build(settings).registry).cache
+    cache = get_components(build(settings).registry).cache
     assert cache is not None
     return cache
 
@@ -366,7 +366,7 @@ def test_no_session_store_key_can_reveal_the_pickle_key() -> None:
             "kvs.session.secret": SECRET,
         }
     )
-    factory = get_kvs(config.registry).session_factory
+    factory = get_components(config.registry).session_factory
     assert factory is not None
     label = "pyramid_kvs pickle codec v1\x00kvs.session"
     assert not factory.valid_token(label)  # the NUL: no id or token can be the label

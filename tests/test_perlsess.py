@@ -31,6 +31,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
 
+from pyramid_kvs.components import get_components
 from pyramid_kvs.perlsess import (
     FLAG_COMPRESSED,
     FLAG_STORABLE,
@@ -41,9 +42,8 @@ from pyramid_kvs.perlsess import (
     apply_cgi_session_expiry,
     decode_session,
     decompress,
+    parse_perlsess,
 )
-from pyramid_kvs.runtime import get_kvs
-from pyramid_kvs.settings import parse_perlsess
 from pyramid_kvs.storable import StorableError, nfreeze, perl_number, thaw
 from pyramid_kvs.stores import create_store
 from pyramid_kvs.stores.memcached import FlaggedBytes
@@ -124,7 +124,7 @@ def redis_app(url: str, cookie_name: str = "session_id", **extra: Any) -> TestAp
 
 
 def reader_of(app: TestApp) -> PerlSessionReader:
-    reader = get_kvs(app.app.registry).perlsess
+    reader = get_components(app.app.registry).perlsess
     assert reader is not None
     return reader
 

@@ -17,9 +17,9 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 from webtest import TestApp
 
+from pyramid_kvs.components import get_components
 from pyramid_kvs.ratelimit.limits import Limit
-from pyramid_kvs.runtime import get_kvs
-from pyramid_kvs.settings import parse_ratelimit
+from pyramid_kvs.ratelimit.settings import parse_ratelimit
 from roundtrips import count_round_trips
 from servers import unused_port
 
@@ -50,7 +50,7 @@ def test_the_original_form_and_its_defaults() -> None:
     parsed = parse_ratelimit({"kvs.ratelimit": '{"window": 1, "limit": 15}'})
     assert parsed is not None
     assert parsed.limits == (Limit(15, 1),)
-    assert (parsed.algorithm, parsed.key, parsed.headers, parsed.on_error) == (
+    assert (parsed.algorithm, parsed.holder, parsed.headers, parsed.on_error) == (
         "fixed", "session", "both", "allow",
     )  # fmt: skip
     assert parsed.store.backend == "memory" and parsed.key_prefix == "ratelimit::"
@@ -86,8 +86,8 @@ def test_the_session_store_is_used_unless_the_limiter_has_its_own() -> None:
         ("limit", "0", "kvs.ratelimit.limit: expected a positive whole number"),
         ("window", "soon", "kvs.ratelimit.window: expected a positive whole number"),
         ("algorithm", "leaky", "kvs.ratelimit.algorithm: expected one of: fixed, sliding, gcra"),
-        ("key", "cookie", "kvs.ratelimit.key: expected session, ip, userid, header:NAME"),
-        ("key", "header:", "kvs.ratelimit.key: expected"),
+        ("holder", "cookie", "kvs.ratelimit.holder: expected session, ip, userid, header:NAME"),
+        ("holder", "header:", "kvs.ratelimit.holder: expected"),
         ("headers", "all", "kvs.ratelimit.headers: expected one of: both, legacy, ietf, none"),
         ("on_error", "retry", "kvs.ratelimit.on_error: expected one of: allow, deny"),
         ("trusted_proxies", "-1", "kvs.ratelimit.trusted_proxies: expected a whole number"),
@@ -100,8 +100,8 @@ def test_bad_settings_stop_the_application(key: str, value: str, expected: str) 
 
 
 def test_a_key_function_that_does_not_import_stops_the_application() -> None:
-    with pytest.raises(ConfigurationError, match=r"kvs\.ratelimit\.key: cannot import"):
-        make_app({"kvs.ratelimit.key": "no_such_module.holder"})
+    with pytest.raises(ConfigurationError, match=r"kvs\.ratelimit\.holder: cannot import"):
+        make_app({"kvs.ratelimit.holder": "no_such_module.holder"})
 
 
 def test_the_view_option_is_validated_and_needs_the_limiter() -> None:
@@ -124,7 +124,7 @@ def test_without_settings_nothing_is_limited() -> None:
     app = make_app({})
     response = app.get("/")
     assert "X-RateLimit-Limit" not in response.headers
-    assert get_kvs(app.app.registry).ratelimiter is None
+    assert get_components(app.app.registry).ratelimiter is None
 
 
 # -- behaviour on every backend -----------------------------------------------------------
@@ -186,7 +186,7 @@ def test_gcra_refills_on_the_store_clock(backend_url: str) -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_exactly_limit_requests_pass_under_concurrency(backend_url: str, algorithm: str) -> None:
     app = make_app(limited(backend_url, "20/day", **{"kvs.ratelimit.algorithm": algorithm}))
-    limiter = get_kvs(app.app.registry).ratelimiter
+    limiter = get_components(app.app.registry).ratelimiter
     assert limiter is not None
     passed = []
     start = threading.Barrier(8)
@@ -226,7 +226,7 @@ def test_round_trips_per_request(backend: str, backend_url: str, algorithm: str,
 
 def test_on_redis_the_check_shares_a_round_trip_with_other_work(redis_url: str) -> None:
     app = make_app(limited(redis_url, "5/day"))
-    limiter = get_kvs(app.app.registry).ratelimiter
+    limiter = get_components(app.app.registry).ratelimiter
     assert limiter is not None
     limiter.store.set("session-record", b"loaded")
     with count_round_trips() as trips:
@@ -242,7 +242,7 @@ def test_on_redis_the_check_shares_a_round_trip_with_other_work(redis_url: str) 
 
 def test_the_limiter_joins_the_session_store_when_it_has_none(redis_url: str) -> None:
     app = make_app({"kvs.session.url": redis_url, "kvs.ratelimit.limits": "2/day"})
-    limiter = get_kvs(app.app.registry).ratelimiter
+    limiter = get_components(app.app.registry).ratelimiter
     assert limiter is not None and limiter.store.name == "redis"
     app.get("/"), app.get("/")
     app.get("/", status=429)
@@ -271,7 +271,7 @@ def test_session_key_reads_the_id_the_way_the_session_does() -> None:
         **{"kvs.session": json.dumps({"key_name": "sid"}), "kvs.session.secret": "s" * 32}
     )
     app = make_app(settings)
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     app.set_cookie("sid", sessions.cookie_value("A" * 43))
     app.get("/")
@@ -309,10 +309,10 @@ def test_without_a_session_id_the_client_address_is_the_holder() -> None:
 
 
 def test_ip_key_trusts_forwarded_for_only_behind_configured_proxies() -> None:
-    untrusted = make_app(one_per_day(**{"kvs.ratelimit.key": "ip"}))
+    untrusted = make_app(one_per_day(**{"kvs.ratelimit.holder": "ip"}))
     untrusted.get("/", headers={"X-Forwarded-For": "198.51.100.1"})
     untrusted.get("/", headers={"X-Forwarded-For": "198.51.100.2"}, status=429)
-    proxied = make_app(one_per_day(**{"kvs.ratelimit.key": "ip",
+    proxied = make_app(one_per_day(**{"kvs.ratelimit.holder": "ip",
                                          "kvs.ratelimit.trusted_proxies": "1"}))  # fmt: skip
     proxied.get("/", headers={"X-Forwarded-For": "198.51.100.1"})
     proxied.get("/", headers={"X-Forwarded-For": "198.51.100.2"})
@@ -335,7 +335,7 @@ class HeaderIdentity:
 
 
 def test_userid_key() -> None:
-    app = make_app(one_per_day(**{"kvs.ratelimit.key": "userid"}),
+    app = make_app(one_per_day(**{"kvs.ratelimit.holder": "userid"}),
                    lambda config: config.set_security_policy(HeaderIdentity()))  # fmt: skip
     app.get("/", headers={"X-User": "ada"})
     app.get("/", headers={"X-User": "ada"}, status=429)
@@ -345,7 +345,7 @@ def test_userid_key() -> None:
 
 
 def test_header_key() -> None:
-    app = make_app(one_per_day(**{"kvs.ratelimit.key": "header:X-Api-Key"}))
+    app = make_app(one_per_day(**{"kvs.ratelimit.holder": "header:X-Api-Key"}))
     app.get("/", headers={"X-Api-Key": "k1"})
     app.get("/", headers={"X-Api-Key": "k1"}, status=429)
     app.get("/", headers={"X-Api-Key": "k2"})
@@ -356,7 +356,7 @@ def holder_from_query(request: Request) -> str | None:
 
 
 def test_callable_key() -> None:
-    app = make_app(one_per_day(**{"kvs.ratelimit.key": "test_ratelimit.holder_from_query"}))
+    app = make_app(one_per_day(**{"kvs.ratelimit.holder": "test_ratelimit.holder_from_query"}))
     app.get("/?tenant=a")
     app.get("/?tenant=a", status=429)
     app.get("/?tenant=b")
@@ -398,7 +398,7 @@ def test_an_exempt_view_is_never_limited_nor_counted() -> None:
 
 def test_views_of_one_route_with_different_limits(redis_url: str) -> None:
     app = make_app(limited(redis_url, "5/day"), views)
-    get_kvs(app.app.registry).ratelimiter.store.ping()  # type: ignore[union-attr]  # connects
+    get_components(app.app.registry).ratelimiter.store.ping()  # type: ignore[union-attr]  # connects
     with count_round_trips() as trips:
         response = app.get("/mixed")
     assert trips.redis == 2  # the default limit in the tween, the view's in the deriver
@@ -496,8 +496,8 @@ def test_error_responses_carry_the_headers_too() -> None:
     [
         ({"kvs.session.secret": "s" * 32}, "Cookie"),
         ({"kvs.session.session_type": "header", "kvs.session.key_name": "X-A X-B"}, "X-A, X-B"),
-        ({"kvs.ratelimit.key": "header:X-Api-Key"}, "X-Api-Key"),
-        ({"kvs.ratelimit.key": "ip"}, None),
+        ({"kvs.ratelimit.holder": "header:X-Api-Key"}, "X-Api-Key"),
+        ({"kvs.ratelimit.holder": "ip"}, None),
     ],
 )
 def test_responses_vary_on_what_the_holder_is_read_from(
@@ -522,7 +522,7 @@ def test_a_key_holding_something_else_is_a_store_error(
     for policy, app in apps.items():
         app.extra_environ = {"REMOTE_ADDR": f"192.0.2.{len(policy)}"}  # a holder each
         app.get("/")
-        limiter = get_kvs(app.app.registry).ratelimiter
+        limiter = get_components(app.app.registry).ratelimiter
         assert limiter is not None
         (key,) = list(limiter.store.scan(f"ip:192.0.2.{len(policy)}:*"))
         if backend == "redis":
@@ -554,9 +554,9 @@ def test_a_memcached_key_holding_something_else_is_a_store_error(
         base = f"ratelimit::ip:{address}:default:{algorithm[0]}"
         index = int(time.time() // 86400)
         key = base if algorithm == "gcra" else f"{base}:1/86400:{index}"
-        client.set(key, garbage, 60)
+        client.set(key, garbage, 60, noreply=False)
         if algorithm == "sliding":
-            client.set(f"{base}:1/86400:{index - 1}", garbage, 60)
+            client.set(f"{base}:1/86400:{index - 1}", garbage, 60, noreply=False)
         with caplog.at_level(logging.WARNING, logger="pyramid_kvs.ratelimit"):
             response = app.get("/", status=200 if policy == "allow" else 503)
         assert "X-RateLimit-Limit" not in response.headers

@@ -12,7 +12,8 @@ import pytest
 from pyramid_kvs.ratelimit.headers import rate_limit_headers
 from pyramid_kvs.ratelimit.limiter import RateLimiter
 from pyramid_kvs.ratelimit.limits import Limit, Outcome, parse_limits, whole_seconds
-from pyramid_kvs.settings import RateLimitSettings, StoreSpec
+from pyramid_kvs.ratelimit.settings import RateLimitSettings
+from pyramid_kvs.settings import StoreSpec
 from pyramid_kvs.stores.memory import MemoryStore
 
 

@@ -16,9 +16,8 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import ISession
 from webtest import TestApp
 
-from pyramid_kvs import KVSSession, get_kvs, prefetch_session
-from pyramid_kvs.session import SessionFactory
-from pyramid_kvs.settings import parse_session
+from pyramid_kvs import KVSSession, get_components, prefetch_session
+from pyramid_kvs.session import SessionFactory, parse_session
 from pyramid_kvs.stores import Store
 from pyramid_kvs.stores.memory import MemoryStore
 from roundtrips import count_round_trips
@@ -87,13 +86,13 @@ def make_app(url: str, **options: Any) -> TestApp:
 
 
 def session_store(app: TestApp) -> Store:
-    factory = get_kvs(app.app.registry).session_factory
+    factory = get_components(app.app.registry).session_factory
     assert factory is not None
     return factory.store
 
 
 def factory_of(app: TestApp) -> SessionFactory:
-    factory = get_kvs(app.app.registry).session_factory
+    factory = get_components(app.app.registry).session_factory
     assert factory is not None
     return factory
 
@@ -862,7 +861,7 @@ def test_prefetch_loads_the_session_in_another_components_batch(
         "hits": 2,
         "again": False,
     }
-    assert get_kvs(app.app.registry).session_settings.store.identity[0] == backend  # type: ignore[union-attr]
+    assert get_components(app.app.registry).session_factory.settings.store.identity[0] == backend  # type: ignore[union-attr]
 
 
 def test_prefetch_declines_what_it_cannot_use(backend_url: str) -> None:
@@ -893,7 +892,7 @@ def test_prefetch_without_sessions_configured() -> None:
     config.include("pyramid_kvs")
     config.commit()
     request = _request(TestApp(config.make_wsgi_app()))
-    cache = get_kvs(config.registry).cache
+    cache = get_components(config.registry).cache
     assert cache is not None
     assert prefetch_session(request, cache.store.batch()) is False
 

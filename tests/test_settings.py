@@ -9,8 +9,9 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_kvs.runtime import get_kvs
-from pyramid_kvs.settings import parse_cache, parse_store_url
+from pyramid_kvs.cache import parse_cache
+from pyramid_kvs.components import get_components
+from pyramid_kvs.settings import parse_store_url
 from pyramid_kvs.stores.memcached import MemcachedStore
 from pyramid_kvs.stores.memory import MemoryStore
 from pyramid_kvs.stores.redis import RedisStore
@@ -145,7 +146,7 @@ def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatc
 
 def test_stores_are_built_once_and_shared_by_identical_settings() -> None:
     config = make_app({"kvs.cache.url": "redis://localhost:1/0", "kvs.cache.key_prefix": "c::"})
-    kvs = get_kvs(config.registry)
+    kvs = get_components(config.registry)
     assert kvs.cache is not None
     assert isinstance(kvs.cache.store, RedisStore)
     assert kvs.cache.store.key_prefix == "c::"
@@ -155,14 +156,14 @@ def test_stores_are_built_once_and_shared_by_identical_settings() -> None:
 def test_building_a_store_does_not_need_the_server() -> None:
     # clients connect lazily: an application starts while its Redis is down
     config = make_app({"kvs.cache": '{"kvs": "memcached", "kvs_kwargs": {"servers": ["x:1"]}}'})
-    assert isinstance(get_kvs(config.registry).cache.store, MemcachedStore)  # type: ignore[union-attr]
+    assert isinstance(get_components(config.registry).cache.store, MemcachedStore)  # type: ignore[union-attr]
 
 
 def test_two_applications_keep_separate_state() -> None:
     first = make_app({"kvs.cache.ttl": "10"})
     second = make_app({"kvs.cache.ttl": "20"})
-    first_cache = get_kvs(first.registry).cache
-    second_cache = get_kvs(second.registry).cache
+    first_cache = get_components(first.registry).cache
+    second_cache = get_components(second.registry).cache
     assert first_cache is not None and second_cache is not None
     assert (first_cache.default_ttl, second_cache.default_ttl) == (10, 20)
     assert isinstance(first_cache.store, MemoryStore)
@@ -176,11 +177,11 @@ def test_settings_changed_after_the_include_are_honoured() -> None:
     config.include("pyramid_kvs")
     config.registry.settings["kvs.cache.ttl"] = "99"
     config.commit()
-    cache = get_kvs(config.registry).cache
+    cache = get_components(config.registry).cache
     assert cache is not None and cache.default_ttl == 99
 
 
 def test_nothing_configured_adds_nothing() -> None:
     config = make_app({})
-    assert get_kvs(config.registry).cache is None
+    assert get_components(config.registry).cache is None
     request = config.make_wsgi_app()  # noqa: F841 - the app builds without kvs settings

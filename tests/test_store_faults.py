@@ -22,7 +22,7 @@ import pytest
 import redis
 from pymemcache.client.base import Client as MemcacheClient
 
-from pyramid_kvs.runtime import build_store
+from pyramid_kvs.components import build_store
 from pyramid_kvs.settings import parse_store
 from pyramid_kvs.stores import Store, StoreError, StoreUnavailable
 from pyramid_kvs.stores.memcached import MemcachedStore, memcached_key

@@ -18,7 +18,7 @@ from pyramid.exceptions import ConfigurationError
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from pyramid_kvs.runtime import build_store
+from pyramid_kvs.components import build_store
 from pyramid_kvs.settings import parse_store
 from pyramid_kvs.stores import Store, create_store
 from pyramid_kvs.stores.breaker import DEFAULT_DOWN_FOR

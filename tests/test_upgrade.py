@@ -22,7 +22,7 @@ from pymemcache.client.base import Client as MemcacheClient
 from pyramid.config import Configurator
 from webtest import TestApp
 
-from pyramid_kvs import get_kvs
+from pyramid_kvs import get_components
 from roundtrips import count_round_trips
 from servers import Server
 
@@ -148,7 +148,7 @@ def test_a_1x_cookie_session_moves_to_a_new_id(one_x: tuple[OneX, str]) -> None:
 def test_flash_messages_and_the_csrf_token_survive_the_upgrade() -> None:
     app = make_app(session_settings("memory://"))
     old_id = secrets.token_hex(20)
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     sessions.store.set(
         old_id, json.dumps({"_f_": ["Saved."], "__csrf_token": "1x-token"}).encode(), 300
@@ -159,7 +159,7 @@ def test_flash_messages_and_the_csrf_token_survive_the_upgrade() -> None:
 
 def test_the_1x_lookup_costs_no_round_trip_of_its_own(redis_url: str) -> None:
     app = make_app(session_settings(redis_url))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     sessions.store.ping()
     old_id = secrets.token_hex(20)
@@ -175,7 +175,7 @@ def test_the_1x_lookup_costs_no_round_trip_of_its_own(redis_url: str) -> None:
 
 def test_legacy_sessions_can_be_switched_off(redis_url: str) -> None:
     app = make_app(session_settings(redis_url, **{"kvs.session.legacy_sessions": "false"}))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     old_id = secrets.token_hex(20)
     sessions.store.set(old_id, b'{"user_id": 7}', 300)
@@ -189,7 +189,7 @@ def test_legacy_sessions_can_be_switched_off(redis_url: str) -> None:
 
 def test_an_id_of_any_other_form_is_not_looked_up_as_1x(redis_url: str) -> None:
     app = make_app(session_settings(redis_url))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     for forged in ("chocolate", "A" * 40, secrets.token_hex(20).upper(), "0" * 41):
         sessions.store.set(forged, b'{"user_id": 1}', 300)
@@ -207,7 +207,7 @@ def test_1x_json_data_is_never_unpickled(tmp_path: Any) -> None:
             return (os.mkdir, (str(marker),))
 
     app = make_app(session_settings("memory://"))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     old_id = secrets.token_hex(20)
     sessions.store.set(old_id, pickle.dumps(Payload()), 300)
@@ -218,7 +218,7 @@ def test_1x_json_data_is_never_unpickled(tmp_path: Any) -> None:
 
 def test_a_1x_session_in_the_pickle_codec_moves_too() -> None:
     app = make_app({"kvs.session.url": "memory://", "kvs.session.codec": "pickle"})
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     old_id = secrets.token_hex(20)
     sessions.store.set(old_id, pickle.dumps({"user_id": 7}), 300)
@@ -228,7 +228,7 @@ def test_a_1x_session_in_the_pickle_codec_moves_too() -> None:
 
 def test_a_1x_value_that_is_not_a_session_is_left_alone() -> None:
     app = make_app(session_settings("memory://"))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     old_id = secrets.token_hex(20)
     for garbage in (b"[1, 2]", b"\xff\xfe", b'"text"'):
@@ -264,7 +264,7 @@ def test_a_1x_header_session_stays_under_its_token(one_x: tuple[OneX, str]) -> N
 def test_header_names_with_underscores_as_1x_spelled_them() -> None:
     settings = {"kvs.session.session_type": "header", "kvs.session.key_name": "X_Api_Key"}
     app = make_app(session_settings("memory://", **settings))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     sessions.store.set("x-api-key::tok", b'{"user_id": 7}', 300)
     shown = app.get("/show", extra_environ={"HTTP_X_API_KEY": "tok"})
@@ -273,7 +273,7 @@ def test_header_names_with_underscores_as_1x_spelled_them() -> None:
 
 def test_invalidating_a_header_session_deletes_its_1x_data_too() -> None:
     app = make_app(header_settings("memory://"))
-    sessions = get_kvs(app.app.registry).session_factory
+    sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     headers = {"X-Auth-Token": "tok"}
     app.get("/write", {"a": "1"}, headers=headers)
@@ -318,7 +318,7 @@ def test_values_1x_cached_are_read(one_x: tuple[OneX, str]) -> None:
     config = Configurator(settings={"kvs.cache.url": url})
     config.include("pyramid_kvs")
     config.commit()
-    cache = get_kvs(config.registry).cache
+    cache = get_components(config.registry).cache
     assert cache is not None
     assert cache["answer"] == {"value": 42}
     assert cache["missing"] is None and cache.pop("missing") is None  # 1.x answered None
@@ -330,7 +330,7 @@ def test_values_1x_cached_are_read(one_x: tuple[OneX, str]) -> None:
 def test_key_suffix_is_accepted_with_a_deprecation_warning() -> None:
     with pytest.warns(DeprecationWarning, match=r"kvs\.ratelimit\.key_suffix is deprecated"):
         app = make_app({"kvs.ratelimit": '{"window": 1, "limit": 15, "key_suffix": "::rl"}'})
-    assert get_kvs(app.app.registry).ratelimiter is not None
+    assert get_components(app.app.registry).ratelimiter is not None
 
 
 def test_rate_limit_error_is_importable_and_its_exception_views_answer() -> None:
@@ -435,7 +435,7 @@ def test_python_memcached_options_of_1x_settings(
     with pytest.warns(UserWarning, match=r"debug, dead_retry, check_keys ignored"):
         app = make_app({"kvs.cache": json.dumps({"kvs": "memcache", "kvs_kwargs": kwargs})})
     assert "python-memcached options" in caplog.text
-    cache = get_kvs(app.app.registry).cache
+    cache = get_components(app.app.registry).cache
     assert cache is not None
     cache["k"] = 1
     assert cache["k"] == 1  # the application runs on them

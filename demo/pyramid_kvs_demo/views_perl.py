@@ -17,7 +17,7 @@ from typing import Any
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
-from pyramid_kvs import get_kvs
+from pyramid_kvs import get_components
 from pyramid_kvs.perlsess import PerlSessionReader
 
 from . import MENU, ROUTES, page
@@ -31,7 +31,7 @@ SAMPLE_LIFETIME = 3600
 
 def perl_sessions(request: Any) -> PerlSessionReader:
     """The application's Perl session reader (configured in demo.ini)."""
-    reader = get_kvs(request.registry).perlsess
+    reader = get_components(request.registry).perlsess
     assert reader is not None, "kvs.perlsess is not configured"
     return reader
 

@@ -13,15 +13,23 @@ from pyramid.tweens import EXCVIEW
 from pyramid.viewderivers import INGRESS
 
 from .cache import Cache
+from .components import (
+    COMPONENTS_KEY,
+    FORCE_MOCK_KEY,
+    Components,
+    build_components,
+    get_components,
+    prefetch_session,
+)
 from .perlsess import PerlSession
-from .runtime import FORCE_MOCK_KEY, KVS, REGISTRY_KEY, build_kvs, get_kvs, prefetch_session
+from .ratelimit.limiter import IRateLimiter
 from .session import KVSSession, SessionUnavailable
-from .settings import configured_components
+from .settings import is_configured
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
 
 __all__ = [
-    "KVS",
     "Cache",
+    "Components",
     "KVSSession",
     "PerlSession",
     "SessionUnavailable",
@@ -29,7 +37,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnsupportedOperation",
-    "get_kvs",
+    "get_components",
     "includeme",
     "prefetch_session",
     "register",
@@ -38,14 +46,14 @@ __all__ = [
 
 def request_cache(request: Request) -> Cache:
     """``request.cache``: the application's cache, the same object for every request."""
-    cache = get_kvs(request.registry).cache
+    cache = get_components(request.registry).cache
     assert cache is not None  # the method is only added when the cache is configured
     return cache
 
 
 def request_perlsess(request: Request) -> PerlSession:
     """``request.perlsess``: the Perl session named by the request's cookie, read lazily."""
-    reader = get_kvs(request.registry).perlsess
+    reader = get_components(request.registry).perlsess
     assert reader is not None  # the method is only added when perlsess is configured
     return reader.for_request(request)
 
@@ -56,7 +64,7 @@ def session_factory(request: Request) -> KVSSession:
     It looks the factory up on the registry at request time, because settings are
     parsed in a deferred action that has not run yet when ``includeme`` does.
     """
-    factory = get_kvs(request.registry).session_factory
+    factory = get_components(request.registry).session_factory
     assert factory is not None  # set only when sessions are configured
     return factory(request)
 
@@ -69,26 +77,29 @@ def includeme(config: Configurator) -> None:
     ``ConfigurationError``.
     """
     registry = config.registry
-    present = configured_components(config.get_settings())
+    settings = config.get_settings()
 
     def setup() -> None:
-        registry[REGISTRY_KEY] = build_kvs(
+        components = build_components(
             registry.settings or {}, force_mock=bool(registry.get(FORCE_MOCK_KEY))
         )
+        registry[COMPONENTS_KEY] = components
+        if components.ratelimiter is not None:
+            registry.registerUtility(components.ratelimiter, IRateLimiter)
 
-    config.action(REGISTRY_KEY, setup)
-    if "cache" in present:
+    config.action(COMPONENTS_KEY, setup)
+    if is_configured(settings, "cache"):
         config.add_request_method(request_cache, "cache", reify=True)
-    if "perlsess" in present:
+    if is_configured(settings, "perlsess"):
         config.add_request_method(request_perlsess, "perlsess", reify=True)
     # Always registered, so that views may declare ratelimit=... in any application.
     config.add_view_deriver(
         "pyramid_kvs.ratelimit.deriver.ratelimit_view", under=INGRESS, over="secured_view"
     )
-    if "ratelimit" in present:
+    if is_configured(settings, "ratelimit"):
         config.add_tween("pyramid_kvs.ratelimit.tween.ratelimit_tween_factory", over=EXCVIEW)
         config.add_request_method(
             "pyramid_kvs.ratelimit.tween.request_ratelimit", "ratelimit", property=True
         )
-    if "session" in present:
+    if is_configured(settings, "session"):
         config.set_session_factory(session_factory)

@@ -23,9 +23,22 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .codecs import Codec
+from .settings import (
+    StoreSpec,
+    parse_component,
+    setting,
+    to_bool,
+    to_codec,
+    to_key_prefix,
+    to_positive_float,
+    to_positive_int,
+    to_secret,
+    to_ttl,
+)
 from .stores import Store, StoreError, UnsupportedOperation
 
 log = logging.getLogger(__name__)
@@ -34,6 +47,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING: Any = object()
 _POLL_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """``kvs.cache``: the application cache behind ``request.cache``."""
+
+    store: StoreSpec
+    key_prefix: str = setting("cache::", to_key_prefix)
+    #: seconds a value lives unless ``set`` says otherwise; None: no expiry
+    ttl: int | None = setting(300, to_ttl)
+    codec: str = setting("json", to_codec)
+    #: HMAC key signing pickled values (the pickle codec refuses unsigned ones)
+    secret: str | None = setting(None, to_secret, sensitive=True)
+    #: raise store errors to the caller instead of treating them as misses
+    raise_errors: bool = setting(False, to_bool)
+    #: seconds one ``get_or_set`` caller may hold the regeneration lock
+    lock_timeout: int = setting(30, to_positive_int)
+    #: seconds other callers wait for that regeneration before computing themselves
+    lock_wait: float = setting(2.0, to_positive_float)
+
+
+def parse_cache(settings: Mapping[str, Any]) -> CacheSettings | None:
+    """``kvs.cache`` as ``CacheSettings``, or ``None`` when not configured."""
+    return parse_component(settings, "cache", CacheSettings)
 
 
 class Cache:
@@ -58,6 +95,18 @@ class Cache:
         # Regeneration locks live beside, not under, the cache prefix, so that
         # list_keys() shows only cached values.
         self._locks = store.with_prefix("lock::" + store.key_prefix)
+
+    @classmethod
+    def from_settings(cls, settings: CacheSettings, store: Store, codec: Codec) -> Cache:
+        """The cache ``kvs.cache`` describes, over *store* (already under its prefix)."""
+        return cls(
+            store,
+            codec,
+            ttl=settings.ttl,
+            raise_errors=settings.raise_errors,
+            lock_timeout=settings.lock_timeout,
+            lock_wait=settings.lock_wait,
+        )
 
     # -- plumbing --------------------------------------------------------------------
 

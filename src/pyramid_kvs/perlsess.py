@@ -42,12 +42,21 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyramid.request import Request
 
 from .codecs import load_json
-from .settings import PerlSessionSettings
+from .settings import (
+    StoreSpec,
+    one_of,
+    parse_component,
+    setting,
+    to_key_prefix,
+    to_positive_int,
+    to_str,
+)
 from .storable import MAX_MINOR, PerlObject, perl_number, thaw
 from .storable import nfreeze as storable_nfreeze
 from .stores import Store, StoreError, ValueTooLarge
@@ -82,6 +91,40 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_+/=-]{1,128}")
 MAX_DEPTH = 64
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+/=\s]+")
+
+
+#: characters RFC 6265 allows in a cookie name (a "token")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+
+
+def to_cookie_name(value: Any) -> str:
+    name = to_str(value).strip()
+    if not _COOKIE_NAME.fullmatch(name):
+        raise ValueError("expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+    return name
+
+
+@dataclass(frozen=True)
+class PerlSessionSettings:
+    """``kvs.perlsess``: the Perl application's sessions behind ``request.perlsess``.
+
+    The defaults are the original add-on's, so its ``.ini`` lines keep working.
+    """
+
+    store: StoreSpec
+    #: prepended to the session id to form the store key the Perl side writes
+    key_prefix: str = setting("perlsess::", to_key_prefix)
+    #: the cookie holding the session id (CGI::Session: CGISESSID, Plack: plack_session)
+    cookie_name: str = setting("session_id", to_cookie_name)
+    #: how the Perl side serialized the session: "storable" or "json"
+    codec: str = setting("storable", one_of("storable", "json"))
+    #: bytes a stored value may have, compressed and again decompressed
+    max_size: int = setting(1024 * 1024, to_positive_int)
+
+
+def parse_perlsess(settings: Mapping[str, Any]) -> PerlSessionSettings | None:
+    """``kvs.perlsess`` as ``PerlSessionSettings``, or ``None`` when not configured."""
+    return parse_component(settings, "perlsess", PerlSessionSettings)
 
 
 class PerlSessionError(ValueError):

@@ -62,16 +62,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import math
 import re
 import secrets
 import time
 import warnings
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.interfaces import ISession
 from pyramid.request import Request
@@ -80,7 +82,24 @@ from zope.interface import implementer
 
 from . import legacy
 from .codecs import Codec
-from .settings import TOKEN_MAX_LENGTH, SessionSettings
+from .settings import (
+    StoreSpec,
+    component_prefix,
+    one_of,
+    parse_schema,
+    parse_store,
+    raw_component,
+    setting,
+    to_bool,
+    to_codec,
+    to_key_prefix,
+    to_optional_positive_int,
+    to_optional_str,
+    to_positive_int,
+    to_secret,
+    to_str,
+    to_ttl,
+)
 from .stores import Batch, Pending, Store, StoreError, WrongKind
 from .stores.base import StoredRecord
 from .vary import add_vary
@@ -98,6 +117,113 @@ _SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 H
 #: header tokens: visible ASCII, with inner spaces ("Bearer abc...")
 _TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z")
 _RESERVED = re.compile(r"^__.*__\Z", re.DOTALL)
+
+
+# -- settings ------------------------------------------------------------------------------
+
+#: the names a session id may travel under: cookie and HTTP header tokens
+_TOKEN_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: the longest header token a session accepts (longer values are not tokens)
+TOKEN_MAX_LENGTH = 4096
+
+
+def to_key_names(value: Any) -> tuple[str, ...]:
+    """One name, or several (a JSON list, or names separated by commas or spaces)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("expected a name or a JSON list of names") from None
+        else:
+            value = [part for part in re.split(r"[\s,]+", text) if part]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("expected a name or a list of names")
+    for name in value:
+        if not isinstance(name, str) or not _TOKEN_NAME.match(name):
+            raise ValueError("expected cookie or header names (letters, digits, - and _)")
+    return tuple(value)
+
+
+def to_samesite(value: Any) -> str | None:
+    """``Strict``, ``Lax`` or ``None`` (the attribute value; needs ``cookie_secure``)."""
+    choices = {"strict": "Strict", "lax": "Lax", "none": "None"}
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise ValueError("expected one of: Strict, Lax, None")
+    return choices[value.strip().lower()]
+
+
+def to_token_length(value: Any) -> int:
+    try:
+        length = to_positive_int(value)
+    except ValueError:
+        length = 0
+    if not 1 <= length <= TOKEN_MAX_LENGTH:
+        raise ValueError(f"expected a whole number from 1 to {TOKEN_MAX_LENGTH}")
+    return length
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """``kvs.session``: the session factory behind ``request.session``."""
+
+    store: StoreSpec
+    key_prefix: str = setting("session::", to_key_prefix)
+    #: idle timeout: a session not used for this many seconds expires
+    ttl: int | None = setting(300, to_ttl)
+    codec: str = setting("json", to_codec)
+    #: "cookie" (the id travels in a cookie) or "header" (a token in a header)
+    session_type: str = setting("cookie", one_of("cookie", "header"))
+    #: the cookie name, or the header names a token is read from, in order
+    key_names: tuple[str, ...] = setting(("session_id",), to_key_names, name="key_name")
+    #: HMAC key signing cookie ids (and keying the hash of stored ids)
+    secret: str | None = setting(None, to_secret, sensitive=True)
+    #: absolute lifetime cap in seconds since creation, whatever the activity
+    lifetime: int | None = setting(None, to_optional_positive_int)
+    #: "error": a store failure answers 503; "empty": carry on with an unsaved session
+    on_unavailable: str = setting("error", one_of("error", "empty"))
+    cookie_path: str = setting("/", to_str)
+    cookie_domain: str | None = setting(None, to_optional_str)
+    cookie_secure: bool = setting(False, to_bool)
+    cookie_httponly: bool = setting(True, to_bool)
+    cookie_samesite: str | None = setting("Lax", to_samesite)
+    cookie_max_age: int | None = setting(None, to_optional_positive_int)
+    #: header sessions: a token the store does not know starts a session under it
+    #: (false: only tokens bound with update_session_token count)
+    adopt_tokens: bool = setting(True, to_bool)
+    #: header sessions: the shortest token accepted
+    token_min_length: int = setting(1, to_token_length)
+    #: read (and move) sessions pyramid_kvs 1.x left in the store
+    legacy_sessions: bool = setting(True, to_bool)
+
+    @property
+    def key_name(self) -> str:
+        """The cookie name, or the first header name."""
+        return self.key_names[0]
+
+
+def parse_session(settings: Mapping[str, Any]) -> SessionSettings | None:
+    """``kvs.session`` as ``SessionSettings``, or ``None`` when not configured."""
+    prefix = component_prefix("session")
+    raw = raw_component(settings, "session")
+    if raw is None:
+        return None
+    values = parse_schema(raw, prefix, SessionSettings)
+    if values["session_type"] == "cookie" and len(values["key_names"]) > 1:
+        raise ConfigurationError(
+            f"{prefix}.key_name: expected one cookie name, got {raw['key_name']!r} "
+            "(several names are for session_type = header)"
+        )
+    if values["cookie_samesite"] == "None" and not values["cookie_secure"]:
+        raise ConfigurationError(
+            f"{prefix}.cookie_samesite: None needs cookie_secure = true "
+            "(browsers drop SameSite=None cookies that are not Secure)"
+        )
+    return SessionSettings(store=parse_store(raw, prefix), **values)
+
+
+# -- the session -----------------------------------------------------------------------------
 
 
 class SessionUnavailable(HTTPServiceUnavailable):

@@ -1,6 +1,8 @@
-"""Settings: read once at start-up into frozen, typed objects.
+"""The machinery of settings: converters, store specs, and the parsing of a schema.
 
-Each component (cache, session, ratelimit, perlsess) is configured under its own
+Each component declares its own settings - a frozen dataclass beside the component,
+each field's default and converter declared once with :func:`setting` - and this
+module reads them, knowing no component.  A component is configured under its own
 prefix, in either of two forms that can be mixed, flat keys winning:
 
 1. the original add-on's JSON form, still found in existing ``.ini`` files::
@@ -23,24 +25,20 @@ the application at start-up instead of surfacing as a 500 in production.
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
 from .codecs import codec_names
-from .ratelimit.headers import STYLES as HEADER_STYLES
-from .ratelimit.limits import ALGORITHMS, Limit, parse_limits
 from .stores import canonical_name, registered_names
 
 SETTINGS_PREFIX = "kvs"
-COMPONENTS = ("cache", "session", "ratelimit", "perlsess")
+T = TypeVar("T")
 
 # -- converters ------------------------------------------------------------------------
 # Each takes the raw value (a string from an .ini, or a Python value) and returns the
@@ -230,51 +228,58 @@ def _number_or_text(value: str) -> Any:
     return value
 
 
-# -- components ----------------------------------------------------------------------------
+def to_optional_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return to_str(value).strip()
+
+
+def to_optional_positive_int(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
+        return None
+    return to_positive_int(value)
+
+
+# -- a component's schema ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Field:
-    """One setting of a component: its converter and default."""
+class Setting:
+    """How one setting is read: its converter, and the name it goes by."""
 
-    name: str
     convert: Callable[[Any], Any]
-    default: Any = None
+    #: the setting's name when it differs from the field's
+    name: str | None = None
     #: never echo the value in error messages (it ends up in logs)
     sensitive: bool = False
+
+
+_SETTING = "pyramid_kvs.setting"
+
+
+def setting(
+    default: Any,
+    convert: Callable[[Any], Any],
+    *,
+    name: str | None = None,
+    sensitive: bool = False,
+) -> Any:
+    """A field of a settings dataclass: its default and its converter, declared together."""
+    return field(default=default, metadata={_SETTING: Setting(convert, name, sensitive)})
 
 
 #: The fields every component has for choosing its store.
 STORE_FIELDS = ("kvs", "type", "kvs_kwargs", "url")
 
 
-@dataclass(frozen=True)
-class CacheSettings:
-    """``kvs.cache``: the application cache behind ``request.cache``."""
-
-    store: StoreSpec
-    key_prefix: str = "cache::"
-    ttl: int | None = 300
-    codec: str = "json"
-    #: raise store errors to the caller instead of treating them as misses
-    raise_errors: bool = False
-    #: seconds one ``get_or_set`` caller may hold the regeneration lock
-    lock_timeout: int = 30
-    #: seconds other callers wait for that regeneration before computing themselves
-    lock_wait: float = 2.0
-    #: HMAC key signing pickled values (the pickle codec refuses unsigned ones)
-    secret: str | None = None
+def component_prefix(component: str) -> str:
+    return f"{SETTINGS_PREFIX}.{component}"
 
 
-CACHE_FIELDS = (
-    Field("key_prefix", to_key_prefix, "cache::"),
-    Field("ttl", to_ttl, 300),
-    Field("codec", to_codec, "json"),
-    Field("raise_errors", to_bool, False),
-    Field("lock_timeout", to_positive_int, 30),
-    Field("lock_wait", to_positive_float, 2.0),
-    Field("secret", to_secret, None, sensitive=True),
-)
+def is_configured(settings: Mapping[str, Any], component: str) -> bool:
+    """Whether *component* has any setting (cheap: nothing is validated)."""
+    prefix = component_prefix(component)
+    return prefix in settings or any(key.startswith(prefix + ".") for key in settings)
 
 
 def raw_component(settings: Mapping[str, Any], component: str) -> dict[str, Any] | None:
@@ -282,7 +287,7 @@ def raw_component(settings: Mapping[str, Any], component: str) -> dict[str, Any]
 
     ``None`` means the component is not configured at all.
     """
-    prefix = f"{SETTINGS_PREFIX}.{component}"
+    prefix = component_prefix(component)
     json_form = settings.get(prefix)
     flat = {
         key[len(prefix) + 1 :]: value
@@ -302,7 +307,7 @@ def raw_component(settings: Mapping[str, Any], component: str) -> dict[str, Any]
 
 
 def parse_store(raw: Mapping[str, Any], prefix: str) -> StoreSpec:
-    """The :class:`StoreSpec` from a component's ``kvs``/``type``, ``kvs_kwargs``, ``url``."""
+    """The store of a component's ``kvs``/``type``, ``kvs_kwargs`` and ``url``."""
 
     def fail(key: str, problem: str) -> ConfigurationError:
         return ConfigurationError(f"{prefix}.{key}: {problem}")
@@ -317,11 +322,13 @@ def parse_store(raw: Mapping[str, Any], prefix: str) -> StoreSpec:
     if len(set(backends.values())) > 1:
         raise fail("kvs", f"'kvs' and 'type' name different stores: {backends}")
     options: dict[str, Any] = {}
+    sources: list[str] = []
     if raw.get("kvs_kwargs") is not None:
         try:
             options = to_mapping(raw["kvs_kwargs"])
         except ValueError as exc:
             raise fail("kvs_kwargs", f"{exc}, got {raw['kvs_kwargs']!r}") from None
+        sources.append("kvs_kwargs")
     backend = next(iter(backends.values()), None)
     if raw.get("url") is not None:
         try:
@@ -332,331 +339,56 @@ def parse_store(raw: Mapping[str, Any], prefix: str) -> StoreSpec:
             raise fail("url", f"the URL names {url_backend} but the store is {backend}")
         backend = url_backend
         options = {**url_options, **options}
-    sources = tuple(key for key in ("url", "kvs_kwargs") if raw.get(key) is not None)
+        sources.insert(0, "url")
     return StoreSpec(
-        backend or "memory", MappingProxyType(options), prefix, sources or ("kvs_kwargs",)
+        backend or "memory", MappingProxyType(options), prefix, tuple(sources) or ("kvs_kwargs",)
     )
 
 
-def parse_fields(
-    raw: Mapping[str, Any], prefix: str, fields: Sequence[Field], extra_known: Sequence[str] = ()
+def parse_schema(
+    raw: Mapping[str, Any], prefix: str, schema: type[Any], *, ignored: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Convert each field of *raw*, rejecting unknown keys; defaults fill the rest."""
-    known = {f.name for f in fields} | set(STORE_FIELDS) | set(extra_known)
+    """The value of each field of the dataclass *schema* declared with :func:`setting`.
+
+    Converts what *raw* gives, fills the rest with the defaults, and rejects any key
+    that is neither a setting, a store field nor in *ignored*.  Raises
+    ``ConfigurationError`` naming the setting and the form expected.
+    """
+    declared = [
+        (spec.name or item.name, item, spec)
+        for item in fields(schema)
+        if (spec := item.metadata.get(_SETTING)) is not None
+    ]
+    known = {name for name, _, _ in declared} | set(STORE_FIELDS) | set(ignored)
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigurationError(
             f"{prefix}: unknown setting(s) {', '.join(unknown)}; "
-            f"expected some of: {', '.join(sorted(known))}"
+            f"expected some of: {', '.join(sorted(known - set(ignored)))}"
         )
     values: dict[str, Any] = {}
-    for spec in fields:
-        if spec.name not in raw:
-            values[spec.name] = spec.default
+    for name, item, spec in declared:
+        if name not in raw:
+            assert item.default is not MISSING, f"{schema.__name__}.{item.name} has no default"
+            values[item.name] = item.default
             continue
         try:
-            values[spec.name] = spec.convert(raw[spec.name])
+            values[item.name] = spec.convert(raw[name])
         except ValueError as exc:
-            got = "a value of another form" if spec.sensitive else repr(raw[spec.name])
-            raise ConfigurationError(f"{prefix}.{spec.name}: {exc}, got {got}") from None
+            got = "a value of another form" if spec.sensitive else repr(raw[name])
+            raise ConfigurationError(f"{prefix}.{name}: {exc}, got {got}") from None
     return values
 
 
-def parse_cache(settings: Mapping[str, Any]) -> CacheSettings | None:
-    """``kvs.cache`` as :class:`CacheSettings`, or ``None`` when not configured."""
-    prefix = f"{SETTINGS_PREFIX}.cache"
-    raw = raw_component(settings, "cache")
-    if raw is None:
-        return None
-    values = parse_fields(raw, prefix, CACHE_FIELDS)
-    return CacheSettings(store=parse_store(raw, prefix), **values)
+def parse_component(settings: Mapping[str, Any], component: str, schema: type[T]) -> T | None:
+    """The settings of *component* as its *schema*, or ``None`` when not configured.
 
-
-#: characters RFC 6265 allows in a cookie name (a "token")
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
-
-
-def to_cookie_name(value: Any) -> str:
-    name = to_str(value).strip()
-    if not _COOKIE_NAME.fullmatch(name):
-        raise ValueError("expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
-    return name
-
-
-@dataclass(frozen=True)
-class PerlSessionSettings:
-    """``kvs.perlsess``: the Perl application's sessions behind ``request.perlsess``.
-
-    The defaults are the original add-on's, so its ``.ini`` lines keep working.
+    For schemas whose fields are all plain settings plus ``store``; components with
+    settings that depend on each other use :func:`parse_schema` themselves.
     """
-
-    store: StoreSpec
-    #: prepended to the session id to form the store key the Perl side writes
-    key_prefix: str = "perlsess::"
-    #: the cookie holding the session id (CGI::Session: CGISESSID, Plack: plack_session)
-    cookie_name: str = "session_id"
-    #: how the Perl side serialized the session: "storable" or "json"
-    codec: str = "storable"
-    #: bytes a stored value may have, compressed and again decompressed
-    max_size: int = 1024 * 1024
-
-
-PERLSESS_FIELDS = (
-    Field("key_prefix", to_key_prefix, "perlsess::"),
-    Field("cookie_name", to_cookie_name, "session_id"),
-    Field("codec", one_of("storable", "json"), "storable"),
-    Field("max_size", to_positive_int, 1024 * 1024),
-)
-
-
-def parse_perlsess(settings: Mapping[str, Any]) -> PerlSessionSettings | None:
-    """``kvs.perlsess`` as :class:`PerlSessionSettings`, or ``None`` when not configured."""
-    prefix = f"{SETTINGS_PREFIX}.perlsess"
-    raw = raw_component(settings, "perlsess")
+    raw = raw_component(settings, component)
     if raw is None:
         return None
-    values = parse_fields(raw, prefix, PERLSESS_FIELDS)
-    return PerlSessionSettings(store=parse_store(raw, prefix), **values)
-
-
-@dataclass(frozen=True)
-class RateLimitSettings:
-    """``kvs.ratelimit``: the request rate limiter (see README, "Rate limiting")."""
-
-    store: StoreSpec
-    #: every request must fit all of them; empty: only views with their own limit
-    limits: tuple[Limit, ...] = (Limit(15, 1),)
-    key_prefix: str = "ratelimit::"
-    algorithm: str = "fixed"
-    #: who a limit applies to: session, ip, userid, header:NAME or a dotted name
-    key: str = "session"
-    #: how many reverse proxies in front of the application append X-Forwarded-For
-    trusted_proxies: int = 0
-    #: which headers describe the limit: both, legacy, ietf or none
-    headers: str = "both"
-    #: when the store is unreachable: allow (and log) or deny (503)
-    on_error: str = "allow"
-
-
-HOLDER_KINDS = ("session", "ip", "userid")
-_DOTTED_NAME = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-
-
-def to_holder_key(value: Any) -> str:
-    """``session``, ``ip``, ``userid``, ``header:NAME`` or a dotted name of a callable."""
-    expected = "expected session, ip, userid, header:NAME or a dotted name (pkg.module.func)"
-    if not isinstance(value, str):
-        raise ValueError(expected)
-    value = value.strip()
-    if value in HOLDER_KINDS:
-        return value
-    if value.startswith("header:"):
-        if not _HEADER_NAME.match(value[len("header:") :]):
-            raise ValueError(expected)
-        return value
-    if ("." in value or ":" in value) and _DOTTED_NAME.match(value):
-        return value
-    raise ValueError(expected)
-
-
-def to_limits(value: Any) -> tuple[Limit, ...]:
-    return parse_limits(value)
-
-
-RATELIMIT_FIELDS = (
-    Field("window", to_positive_int, 1),
-    Field("limit", to_positive_int, 15),
-    Field("limits", to_limits, None),
-    Field("key_prefix", to_key_prefix, "ratelimit::"),
-    Field("algorithm", one_of(*ALGORITHMS), "fixed"),
-    Field("key", to_holder_key, "session"),
-    Field("trusted_proxies", to_non_negative_int, 0),
-    Field("headers", one_of(*HEADER_STYLES), "both"),
-    Field("on_error", one_of("allow", "deny"), "allow"),
-)
-
-
-def parse_ratelimit(settings: Mapping[str, Any]) -> RateLimitSettings | None:
-    """``kvs.ratelimit`` as :class:`RateLimitSettings`, or ``None`` when not configured.
-
-    ``limits`` wins over the original ``window`` / ``limit`` pair.  Without a store
-    of its own (``kvs``, ``type``, ``kvs_kwargs`` or ``url``) the limiter uses the
-    session's, so that one round trip can serve both.
-    """
-    prefix = f"{SETTINGS_PREFIX}.ratelimit"
-    raw = raw_component(settings, "ratelimit")
-    if raw is None:
-        return None
-    if "key_suffix" in raw:
-        # 1.x appended it to the session key of its counter; 2.0 keys counters by
-        # holder under key_prefix, so the value has nothing left to name.
-        warnings.warn(
-            f"{prefix}.key_suffix is deprecated and ignored: rate-limit counters live "
-            "under kvs.ratelimit.key_prefix (default 'ratelimit::')",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        raw = {key: value for key, value in raw.items() if key != "key_suffix"}
-    values = parse_fields(raw, prefix, RATELIMIT_FIELDS)
-    window, limit, limits = values.pop("window"), values.pop("limit"), values.pop("limits")
-    if limits is None:
-        limits = (Limit(limit, window),)
-    session = raw_component(settings, "session") or {}
-    if any(raw.get(key) is not None for key in STORE_FIELDS):
-        store = parse_store(raw, prefix)
-    elif any(session.get(key) is not None for key in STORE_FIELDS):
-        store = parse_store(session, f"{SETTINGS_PREFIX}.session")
-    else:
-        store = StoreSpec(origin=prefix)
-    return RateLimitSettings(store=store, limits=limits, **values)
-
-
-# -- sessions ----------------------------------------------------------------------------
-
-#: The names a session id may travel under: cookie and HTTP header tokens.
-_TOKEN_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def to_key_names(value: Any) -> tuple[str, ...]:
-    """One name, or several (a JSON list, or names separated by commas or spaces)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError("expected a name or a JSON list of names") from None
-        else:
-            value = [part for part in re.split(r"[\s,]+", text) if part]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError("expected a name or a list of names")
-    for name in value:
-        if not isinstance(name, str) or not _TOKEN_NAME.match(name):
-            raise ValueError("expected cookie or header names (letters, digits, - and _)")
-    return tuple(value)
-
-
-def to_optional_str(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return to_str(value).strip()
-
-
-def to_optional_positive_int(value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
-        return None
-    return to_positive_int(value)
-
-
-def to_samesite(value: Any) -> str | None:
-    """``Strict``, ``Lax`` or ``None`` (the attribute value; needs ``cookie_secure``)."""
-    choices = {"strict": "Strict", "lax": "Lax", "none": "None"}
-    if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ValueError("expected one of: Strict, Lax, None")
-    return choices[value.strip().lower()]
-
-
-#: the longest header token a session accepts (longer values are not tokens)
-TOKEN_MAX_LENGTH = 4096
-
-
-def to_token_length(value: Any) -> int:
-    try:
-        length = to_positive_int(value)
-    except ValueError:
-        length = 0
-    if not 1 <= length <= TOKEN_MAX_LENGTH:
-        raise ValueError(f"expected a whole number from 1 to {TOKEN_MAX_LENGTH}")
-    return length
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """``kvs.session``: the session factory behind ``request.session``."""
-
-    store: StoreSpec
-    key_prefix: str = "session::"
-    #: idle timeout: a session not used for this many seconds expires
-    ttl: int | None = 300
-    codec: str = "json"
-    #: "cookie" (the id travels in a cookie) or "header" (a token in a header)
-    session_type: str = "cookie"
-    #: the cookie name, or the header names a token is read from, in order
-    key_names: tuple[str, ...] = ("session_id",)
-    #: HMAC key signing cookie ids (and keying the hash of stored ids)
-    secret: str | None = None
-    #: absolute lifetime cap in seconds since creation, whatever the activity
-    lifetime: int | None = None
-    #: "error": a store outage answers 503; "empty": carry on with an unsaved session
-    on_unavailable: str = "error"
-    cookie_path: str = "/"
-    cookie_domain: str | None = None
-    cookie_secure: bool = False
-    cookie_httponly: bool = True
-    cookie_samesite: str | None = "Lax"
-    cookie_max_age: int | None = None
-    #: header sessions: a token the store does not know starts a session under it
-    #: (false: only tokens bound with update_session_token count)
-    adopt_tokens: bool = True
-    #: header sessions: the shortest token accepted
-    token_min_length: int = 1
-    #: read (and move) sessions pyramid_kvs 1.x left in the store
-    legacy_sessions: bool = True
-
-    @property
-    def key_name(self) -> str:
-        """The cookie name, or the first header name."""
-        return self.key_names[0]
-
-
-SESSION_FIELDS = (
-    Field("key_prefix", to_key_prefix, "session::"),
-    Field("ttl", to_ttl, 300),
-    Field("codec", to_codec, "json"),
-    Field("session_type", one_of("cookie", "header"), "cookie"),
-    Field("key_name", to_key_names, ("session_id",)),
-    Field("secret", to_secret, None, sensitive=True),
-    Field("lifetime", to_optional_positive_int, None),
-    Field("on_unavailable", one_of("error", "empty"), "error"),
-    Field("cookie_path", to_str, "/"),
-    Field("cookie_domain", to_optional_str, None),
-    Field("cookie_secure", to_bool, False),
-    Field("cookie_httponly", to_bool, True),
-    Field("cookie_samesite", to_samesite, "Lax"),
-    Field("cookie_max_age", to_optional_positive_int, None),
-    Field("adopt_tokens", to_bool, True),
-    Field("token_min_length", to_token_length, 1),
-    Field("legacy_sessions", to_bool, True),
-)
-
-
-def parse_session(settings: Mapping[str, Any]) -> SessionSettings | None:
-    """``kvs.session`` as :class:`SessionSettings`, or ``None`` when not configured."""
-    prefix = f"{SETTINGS_PREFIX}.session"
-    raw = raw_component(settings, "session")
-    if raw is None:
-        return None
-    values = parse_fields(raw, prefix, SESSION_FIELDS)
-    values["key_names"] = values.pop("key_name")
-    if values["session_type"] == "cookie" and len(values["key_names"]) > 1:
-        raise ConfigurationError(
-            f"{prefix}.key_name: expected one cookie name, got {raw['key_name']!r} "
-            "(several names are for session_type = header)"
-        )
-    if values["cookie_samesite"] == "None" and not values["cookie_secure"]:
-        raise ConfigurationError(
-            f"{prefix}.cookie_samesite: None needs cookie_secure = true "
-            "(browsers drop SameSite=None cookies that are not Secure)"
-        )
-    return SessionSettings(store=parse_store(raw, prefix), **values)
-
-
-def configured_components(settings: Mapping[str, Any]) -> set[str]:
-    """The components that have any setting (cheap; nothing is validated)."""
-    present = set()
-    for component in COMPONENTS:
-        prefix = f"{SETTINGS_PREFIX}.{component}"
-        if prefix in settings or any(key.startswith(prefix + ".") for key in settings):
-            present.add(component)
-    return present
+    prefix = component_prefix(component)
+    build = cast(Callable[..., T], schema)  # a dataclass whose fields parse_schema fills
+    return build(store=parse_store(raw, prefix), **parse_schema(raw, prefix, schema))

@@ -28,14 +28,14 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.viewderivers import preserve_view_attrs
 
-from ..runtime import get_kvs
-from ..settings import configured_components
-from .limiter import DEFAULT_SCOPE
+from ..settings import is_configured
+from .limiter import DEFAULT_SCOPE, IRateLimiter, RateLimiter
 from .limits import LIMITS_FORM, Limit, parse_limits
 
 #: the option the tween applied to a request, for the deriver to compare
 APPLIED_KEY = "pyramid_kvs.ratelimit.applied"
-REGISTRY_KEY = "pyramid_kvs.ratelimit.views"
+#: where the views' ratelimit options are recorded, on the registry
+VIEW_POLICIES_KEY = "pyramid_kvs.ratelimit.views"
 
 #: None: the application-wide limits; False: exempt; a tuple: the view's own limits
 ViewOption = Union[None, bool, tuple[Limit, ...]]  # noqa: UP007 - a runtime alias
@@ -106,9 +106,9 @@ class ViewPolicies:
 
 def view_policies(registry: Registry) -> ViewPolicies:
     """The application's :class:`ViewPolicies` (kept on its registry, never globally)."""
-    policies = registry.get(REGISTRY_KEY)
+    policies = registry.get(VIEW_POLICIES_KEY)
     if policies is None:
-        policies = registry[REGISTRY_KEY] = ViewPolicies()
+        policies = registry[VIEW_POLICIES_KEY] = ViewPolicies()
     return policies  # type: ignore[no-any-return]
 
 
@@ -117,7 +117,7 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
     option = parse_view_option(info.options.get("ratelimit"))
     if info.exception_only:
         return view
-    if "ratelimit" not in configured_components(info.settings or {}):
+    if not is_configured(info.settings or {}, "ratelimit"):
         if option:
             raise ConfigurationError(
                 f"the ratelimit={info.options.get('ratelimit')!r} view option needs "
@@ -139,7 +139,7 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
             return view(context, request)
         if applied is _NOT_CHECKED and option is None:
             return view(context, request)
-        limiter = get_kvs(request.registry).ratelimiter
+        limiter: RateLimiter | None = request.registry.queryUtility(IRateLimiter)
         if limiter is None:
             return view(context, request)
         limits, scope = ViewPolicies.limits_of((option, own_scope), limiter.limits)

@@ -17,18 +17,42 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.path import DottedNameResolver
 from pyramid.request import Request
 
-from ..settings import RateLimitSettings
-
-if TYPE_CHECKING:
-    from ..session import SessionFactory
+from ..stores import Batch
+from .settings import RateLimitSettings
 
 HolderFunction = Callable[[Request], str]
+
+
+class SessionId(Protocol):
+    """A request's session id, as the session component reads it."""
+
+    @property
+    def key(self) -> str:
+        """A keyed hash of the id: what the store keeps instead of the id."""
+
+
+class SessionReader(Protocol):
+    """What the rate limiter needs of the session component (its ``SessionFactory``).
+
+    A protocol, so that rate limiting does not depend on the session module: the
+    application wires the two together.
+    """
+
+    @property
+    def vary_headers(self) -> tuple[str, ...]:
+        """The request headers the session id is read from."""
+
+    def ref_of(self, request: Request) -> SessionId | None:
+        """The request's session id, checked; ``None`` when it carries none."""
+
+    def prefetch(self, request: Request, batch: Batch) -> bool:
+        """Queue the load of the request's session on *batch*."""
 
 
 def client_address(request: Request, trusted_proxies: int = 0) -> str:
@@ -55,16 +79,16 @@ def _digest(value: str) -> str:
 
 
 def build_holder(
-    settings: RateLimitSettings, sessions: SessionFactory | None = None
+    settings: RateLimitSettings, sessions: SessionReader | None = None
 ) -> HolderFunction:
-    """The function mapping a request to its holder key, from ``kvs.ratelimit.key``.
+    """The function mapping a request to its holder key, from ``kvs.ratelimit.holder``.
 
     *sessions* is the application's session factory, whose reader of the session
     id the ``session`` holder uses; without one, ``session`` means the client
     address.  A dotted name is resolved now, so a typo stops the application at
     start-up.
     """
-    kind, proxies = settings.key, settings.trusted_proxies
+    kind, proxies = settings.holder, settings.trusted_proxies
 
     def by_address(request: Request) -> str:
         return "ip:" + client_address(request, proxies)
@@ -100,11 +124,11 @@ def build_holder(
         function: Any = DottedNameResolver().resolve(kind)
     except (ImportError, ValueError, AttributeError) as exc:
         raise ConfigurationError(
-            f"kvs.ratelimit.key: cannot import {kind!r} ({exc}); expected session, ip, "
+            f"kvs.ratelimit.holder: cannot import {kind!r} ({exc}); expected session, ip, "
             "userid, header:NAME or the dotted name of a function of the request"
         ) from None
     if not callable(function):
-        raise ConfigurationError(f"kvs.ratelimit.key: {kind!r} is not callable")
+        raise ConfigurationError(f"kvs.ratelimit.holder: {kind!r} is not callable")
 
     def by_function(request: Request) -> str:
         holder = function(request)
@@ -113,17 +137,15 @@ def build_holder(
     return by_function
 
 
-def holder_headers(
-    settings: RateLimitSettings, sessions: SessionFactory | None
-) -> tuple[str, ...]:
+def holder_headers(settings: RateLimitSettings, sessions: SessionReader | None) -> tuple[str, ...]:
     """The request headers the holder is read from, for the responses' ``Vary``.
 
     Rate-limit headers count one holder's requests: a shared cache must not serve them
     to another client.  Addresses, users and custom holders are not read from a
     header pyramid_kvs can name.
     """
-    if settings.key == "session" and sessions is not None:
+    if settings.holder == "session" and sessions is not None:
         return sessions.vary_headers
-    if settings.key.startswith("header:"):
-        return (settings.key[len("header:") :],)
+    if settings.holder.startswith("header:"):
+        return (settings.holder[len("header:") :],)
     return ()

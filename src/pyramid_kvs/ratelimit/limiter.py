@@ -23,20 +23,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
+from zope.interface import Interface, implementer
 
-from ..settings import RateLimitSettings
 from ..stores import Batch, Store, StoreError
 from ..stores.memory import MemoryStore
-from .holders import HolderFunction, build_holder, holder_headers
+from .holders import HolderFunction, SessionReader, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
 from .refusal import RateLimitError, RateLimitUnavailable
-
-if TYPE_CHECKING:
-    from ..session import SessionFactory
+from .settings import RateLimitSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +89,11 @@ class Check:
         return Outcome(self.resolve(), self.names)
 
 
+class IRateLimiter(Interface):
+    """The application's rate limiter, a utility of its registry (``RateLimiter``)."""
+
+
+@implementer(IRateLimiter)
 class RateLimiter:
     """Checks requests against limits in one store; one per application."""
 
@@ -100,7 +103,7 @@ class RateLimiter:
         settings: RateLimitSettings,
         holder: HolderFunction | None = None,
         *,
-        sessions: SessionFactory | None = None,
+        sessions: SessionReader | None = None,
     ) -> None:
         self.store = store
         self.settings = settings

@@ -27,11 +27,10 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 
-from ..runtime import get_kvs
 from ..vary import add_vary
 from .deriver import APPLIED_KEY, view_policies
 from .headers import rate_limit_headers
-from .limiter import OUTCOME_KEY
+from .limiter import OUTCOME_KEY, IRateLimiter, RateLimiter
 from .refusal import RateLimitError, RateLimitUnavailable, render_refusal
 
 Handler = Callable[[Request], Response]
@@ -57,7 +56,7 @@ def decorate(request: Request, response: Response, style: str, vary: tuple[str, 
 
 def ratelimit_tween_factory(handler: Handler, registry: Registry) -> Handler:
     """The rate limiting tween, or *handler* itself when no limiter is configured."""
-    limiter = get_kvs(registry).ratelimiter
+    limiter: RateLimiter | None = registry.queryUtility(IRateLimiter)
     if limiter is None:
         return handler
     policies = view_policies(registry)

@@ -66,7 +66,6 @@ _FACTORIES: dict[str, StoreFactory] = {
     "memory": _lazy(".memory", "MemoryStore", None),
     "redis": _lazy(".redis", "RedisStore", "redis"),
     "memcached": _lazy(".memcached", "MemcachedStore", "memcached"),
-    "mock": _lazy("pyramid_kvs.testing.mock", "MockStore", None),
 }
 # The original add-on spelled memcached "memcache".
 _ALIASES = {"memcache": "memcached"}

@@ -22,16 +22,26 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.registry import Registry
 
-from ..runtime import FORCE_MOCK_KEY, get_kvs
+from ..components import FORCE_MOCK_KEY, get_components
+from ..stores import register
 from .mock import MockStore
 
 __all__ = ["MockCache", "MockStore", "includeme", "mock_store"]
 
 
+#: the attribute of ``Components`` that holds each component
+_OWNERS = {"cache": "cache", "session": "session_factory", "ratelimit": "ratelimiter",
+           "perlsess": "perlsess"}  # fmt: skip
+
+# The mock store is a backend like any other, registered through the public API.
+register("mock", MockStore.from_options)
+
+
 def mock_store(registry: Registry, component: str = "cache") -> MockStore:
     """The mock store behind *component* ("cache", "session"...) of an application."""
-    kvs = get_kvs(registry)
-    owner = kvs.session_factory if component == "session" else getattr(kvs, component)
+    if component not in _OWNERS:
+        raise LookupError(f"no component {component!r}; expected one of {', '.join(_OWNERS)}")
+    owner = getattr(get_components(registry), _OWNERS[component])
     if owner is None:
         raise LookupError(f"the {component} component is not configured")
     store = owner.store

@@ -1,10 +1,10 @@
-"""What includeme builds: the parsed settings and the live stores, per registry.
+"""What ``includeme`` builds for one application: its components and the stores they share.
 
-Everything lives on the Pyramid registry, never on classes or modules, so two
-applications in one process - two tests, two apps behind one WSGI server - each get
-their own settings and connections.  Stores are built once at start-up; components
-configured with the same backend and options share one client (one connection
-pool), each under its own key prefix.
+Built once, when the configuration is committed, and kept on the application's
+registry - never on a class or a module - so two applications in one process each
+have their own settings and connections.  Components configured with the same store
+settings share one client (one connection pool, one circuit breaker), each under its
+own key prefix.
 """
 
 from __future__ import annotations
@@ -13,52 +13,43 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from pyramid.request import Request
 
-if TYPE_CHECKING:
-    from .ratelimit.limiter import RateLimiter
-
-from .cache import Cache
+from .cache import Cache, parse_cache
 from .codecs import Codec, UnsignedPickleWarning, get_codec
-from .perlsess import PerlSessionReader
-from .session import SessionFactory
-from .settings import (
-    CacheSettings,
-    PerlSessionSettings,
-    RateLimitSettings,
-    SessionSettings,
-    StoreSpec,
-    parse_cache,
-    parse_perlsess,
-    parse_ratelimit,
-    parse_session,
-)
+from .perlsess import PerlSessionReader, parse_perlsess
+from .ratelimit.limiter import RateLimiter
+from .ratelimit.settings import parse_ratelimit
+from .session import SessionFactory, parse_session
+from .settings import StoreSpec
 from .stores import Batch, MissingExtra, Store, create_store
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KEY = "pyramid_kvs"
-#: set by pyramid_kvs.testing: every configured store becomes a mock store
+#: where an application's ``Components`` live on its registry
+COMPONENTS_KEY = "pyramid_kvs.components"
+#: set by ``pyramid_kvs.testing``: every configured store becomes a mock store
 FORCE_MOCK_KEY = "pyramid_kvs.force_mock"
 
 
 @dataclass
-class KVS:
-    """The pyramid_kvs state of one application (see :func:`get_kvs`)."""
+class Components:
+    """The pyramid_kvs components of one application (see ``get_components``).
 
-    cache_settings: CacheSettings | None = None
+    Each is ``None`` when its settings are absent; each holds its own settings
+    (``cache.settings``, ``session_factory.settings``...).
+    """
+
     cache: Cache | None = None
-    perlsess_settings: PerlSessionSettings | None = None
-    perlsess: PerlSessionReader | None = None
-    ratelimit_settings: RateLimitSettings | None = None
-    ratelimiter: RateLimiter | None = None
-    session_settings: SessionSettings | None = None
-    #: builds ``request.session``; None when sessions are not configured
+    #: builds ``request.session``
     session_factory: SessionFactory | None = None
+    ratelimiter: RateLimiter | None = None
+    #: reads ``request.perlsess``
+    perlsess: PerlSessionReader | None = None
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
@@ -115,53 +106,48 @@ def build_codec(name: str, origin: str, secret: str | None = None) -> Codec:
     return codec
 
 
-def build_kvs(settings: Mapping[str, Any], force_mock: bool = False) -> KVS:
-    """Parse every component's settings and build what they need."""
-    kvs = KVS(force_mock=force_mock)
-    kvs.cache_settings = cache_settings = parse_cache(settings)
+def build_components(settings: Mapping[str, Any], force_mock: bool = False) -> Components:
+    """Parse every component's settings and build the components configured."""
+    built = Components(force_mock=force_mock)
+    cache_settings = parse_cache(settings)
     if cache_settings is not None:
-        kvs.cache = Cache(
-            kvs.store_for(cache_settings.store, cache_settings.key_prefix),
+        built.cache = Cache.from_settings(
+            cache_settings,
+            built.store_for(cache_settings.store, cache_settings.key_prefix),
             build_codec(cache_settings.codec, "kvs.cache", cache_settings.secret),
-            ttl=cache_settings.ttl,
-            raise_errors=cache_settings.raise_errors,
-            lock_timeout=cache_settings.lock_timeout,
-            lock_wait=cache_settings.lock_wait,
         )
-    kvs.perlsess_settings = perlsess_settings = parse_perlsess(settings)
+    perlsess_settings = parse_perlsess(settings)
     if perlsess_settings is not None:
-        kvs.perlsess = PerlSessionReader(
-            kvs.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
+        built.perlsess = PerlSessionReader(
+            built.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
             perlsess_settings,
         )
-    kvs.session_settings = session_settings = parse_session(settings)
+    session_settings = parse_session(settings)
     if session_settings is not None:
-        kvs.session_factory = SessionFactory(
+        built.session_factory = SessionFactory(
             session_settings,
-            kvs.store_for(session_settings.store, session_settings.key_prefix),
+            built.store_for(session_settings.store, session_settings.key_prefix),
             build_codec(session_settings.codec, "kvs.session", session_settings.secret),
         )
-    kvs.ratelimit_settings = ratelimit_settings = parse_ratelimit(settings)
+    ratelimit_settings = parse_ratelimit(settings)
     if ratelimit_settings is not None:
-        from .ratelimit.limiter import RateLimiter
-
-        kvs.ratelimiter = RateLimiter(
-            kvs.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
+        built.ratelimiter = RateLimiter(
+            built.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
             ratelimit_settings,
-            sessions=kvs.session_factory,
+            sessions=built.session_factory,
         )
-    return kvs
+    return built
 
 
-def get_kvs(registry: Registry) -> KVS:
-    """The pyramid_kvs state of the application owning *registry*."""
-    try:
-        return registry[REGISTRY_KEY]  # type: ignore[index,no-any-return]
-    except KeyError:
+def get_components(registry: Registry) -> Components:
+    """The pyramid_kvs components of the application owning *registry*."""
+    components = registry.get(COMPONENTS_KEY)
+    if not isinstance(components, Components):
         raise RuntimeError(
             "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
             "and commit the configuration"
-        ) from None
+        )
+    return components
 
 
 def prefetch_session(request: Request, batch: Batch) -> bool:
@@ -174,6 +160,6 @@ def prefetch_session(request: Request, batch: Batch) -> bool:
     Returns whether it was queued.  If the batch does not run, the session loads
     itself.
     """
-    kvs = request.registry.get(REGISTRY_KEY)
-    factory = None if kvs is None else kvs.session_factory
+    components = request.registry.get(COMPONENTS_KEY)
+    factory = None if components is None else components.session_factory
     return factory is not None and factory.prefetch(request, batch)
