@@ -380,7 +380,7 @@ class PerlSessionReader:
         """The session id in the request's cookie, or ``None`` (logged) if unusable."""
         name = self.settings.cookie_name
         try:
-            value = request.cookies.get(name)
+            value: str | None = request.cookies.get(name)
         except UnicodeDecodeError:  # WebOb decodes every cookie as UTF-8
             log.warning("perlsess: ignored a Cookie header that is not UTF-8")
             return None

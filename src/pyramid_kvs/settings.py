@@ -57,7 +57,7 @@ def to_bool(value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in {
         "true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f",
     }:  # fmt: skip
-        return asbool(value)
+        return bool(asbool(value))
     raise ValueError("expected true or false")
 
 
@@ -196,7 +196,7 @@ def parse_store_url(url: str) -> tuple[str, dict[str, Any]]:
         except ImportError:
             return "redis", {"url": url}  # the missing extra is reported when building
         try:
-            parse_url(url)
+            parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         except ValueError as exc:
             raise ValueError(f"expected a valid Redis URL ({exc})") from None
         return "redis", {"url": url}

@@ -324,6 +324,10 @@ class _Reader:
         self.pos += 2
         if minor > MAX_MINOR:
             raise StorableError(f"unsupported Storable binary version 2.{minor}")
+        # Struct.unpack_from is typed as returning tuple[Any, ...]: these return ints.
+        self.rlen: Callable[[bytes, int], tuple[int]]
+        self.rlen_u: Callable[[bytes, int], tuple[int]]
+        self.u64: Callable[[bytes, int], tuple[int]]
         if self.netorder:
             self.rlen = _BE_I32.unpack_from
             self.rlen_u = _BE_U32.unpack_from
@@ -845,7 +849,7 @@ class _Reader:
 
     def _tied(self, kind: str, cname: str | None) -> PerlTied | PerlObject:
         tied = PerlTied(kind, None)
-        result = self._register(tied, cname)
+        result: PerlTied | PerlObject = self._register(tied, cname)
         self._enter()
         tied.object = self.retrieve()
         if kind == "key":

@@ -63,11 +63,11 @@ def client_address(request: Request, trusted_proxies: int = 0) -> str:
     direct peer (``REMOTE_ADDR``) included.  Anything further left was written by
     the client and is ignored.
     """
-    peer = request.remote_addr or "unknown"
+    peer: str = request.remote_addr or "unknown"
     if trusted_proxies <= 0:
         return peer
     # WSGI servers join repeated headers with commas.
-    header = request.environ.get("HTTP_X_FORWARDED_FOR", "")
+    header: str = request.environ.get("HTTP_X_FORWARDED_FOR", "")
     forwarded = [part.strip() for part in header.split(",") if part.strip()]
     chain = [*forwarded, peer]
     return chain[max(0, len(chain) - 1 - trusted_proxies)]

@@ -36,15 +36,15 @@ def to_holder(value: Any) -> str:
     expected = "expected session, ip, userid, header:NAME or a dotted name (pkg.module.func)"
     if not isinstance(value, str):
         raise ValueError(expected)
-    value = value.strip()
-    if value in HOLDER_KINDS:
-        return value
-    if value.startswith("header:"):
-        if not _HEADER_NAME.match(value[len("header:") :]):
+    holder = value.strip()
+    if holder in HOLDER_KINDS:
+        return holder
+    if holder.startswith("header:"):
+        if not _HEADER_NAME.match(holder[len("header:") :]):
             raise ValueError(expected)
-        return value
-    if ("." in value or ":" in value) and _DOTTED_NAME.match(value):
-        return value
+        return holder
+    if ("." in holder or ":" in holder) and _DOTTED_NAME.match(holder):
+        return holder
     raise ValueError(expected)
 
 

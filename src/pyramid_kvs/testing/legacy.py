@@ -21,13 +21,23 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .mock import MockStore
+
+class _Entries(Protocol):
+    """What this view needs of a mock store: its entries of every area, by full key."""
+
+    def raw_entries(self) -> dict[str, Any]: ...
+
+    def raw_put(self, full_key: str, value: bytes) -> None: ...
+
+    def raw_delete(self, full_key: str) -> bool: ...
+
+    def raw_clear(self) -> None: ...
+
 
 #: the root mock stores built since the last ``config.include("pyramid_kvs.testing")``
-_stores: list[weakref.ref[MockStore]] = []
+_stores: list[weakref.ref[_Entries]] = []
 
 
 def forget_mock_stores() -> None:
@@ -35,11 +45,11 @@ def forget_mock_stores() -> None:
     _stores.clear()
 
 
-def track(store: MockStore) -> None:
+def track(store: _Entries) -> None:
     _stores.append(weakref.ref(store))
 
 
-def _live_stores() -> list[MockStore]:
+def _live_stores() -> list[_Entries]:
     return [store for store in (ref() for ref in _stores) if store is not None]
 
 
@@ -93,8 +103,8 @@ class CachedData(MutableMapping[bytes, Any]):
 class MockCache:
     """pyramid_kvs 1.x's mock store (deprecated): see the module's docstring.
 
-    Not a store any more: ``"kvs": "mock"`` builds a :class:`MockStore`, which this
-    class only gives 1.x's view of.
+    Not a store any more: ``"kvs": "mock"`` builds a ``MockStore``, which this class
+    only gives 1.x's view of.
     """
 
     cached_data: MutableMapping[Any, Any] = CachedData()
