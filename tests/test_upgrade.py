@@ -217,7 +217,10 @@ def test_1x_json_data_is_never_unpickled(tmp_path: Any) -> None:
 
 
 def test_a_1x_session_in_the_pickle_codec_moves_too() -> None:
-    app = make_app({"kvs.session.url": "memory://", "kvs.session.codec": "pickle"})
+    from pyramid_kvs.codecs import UnsignedPickleWarning
+
+    with pytest.warns(UnsignedPickleWarning, match="kvs.session.codec = pickle without"):
+        app = make_app({"kvs.session.url": "memory://", "kvs.session.codec": "pickle"})
     sessions = get_components(app.app.registry).session_factory
     assert sessions is not None
     old_id = secrets.token_hex(20)

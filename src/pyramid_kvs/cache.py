@@ -1,12 +1,12 @@
 """``request.cache``: the application cache shared by every request.
 
-One :class:`Cache` is built at start-up and every request gets the same object, so
+One ``Cache`` is built at start-up and every request gets the same object, so
 a request pays nothing until it reads or writes.  Values go through the configured
 codec (JSON by default); the store only sees bytes.
 
 A cache is an optimisation, so by default it never breaks a request: when the store
 is unreachable, reads are misses and writes are skipped, both logged.  With
-``raise_errors = true`` the :class:`~pyramid_kvs.stores.StoreError` reaches the
+``raise_errors = true`` the ``StoreError`` reaches the
 caller instead.  A stored value that does not decode (another application's data, a
 codec change) is a logged miss.
 
@@ -221,7 +221,7 @@ class Cache:
         """The cached keys matching the glob *pattern*, without the prefix.
 
         Lists only this cache's prefix (with ``SCAN`` on Redis, never ``KEYS``).
-        Raises :class:`~pyramid_kvs.stores.UnsupportedOperation` on memcached, which
+        Raises ``UnsupportedOperation`` on memcached, which
         cannot list keys.
         """
         return list(self._guard([], "list", self.store.scan, pattern))

@@ -12,7 +12,7 @@ JSON is the default because it cannot run code when read.  ``pickle`` can: with 
 secret, pickled values are signed (HMAC-SHA256) and a value without a valid
 signature is refused before ``pickle.loads`` ever sees it; without one, pickle is
 for stores nobody else can write, and start-up warns (see
-:class:`UnsignedPickleWarning`).  ``msgpack`` is a compact option.
+``UnsignedPickleWarning``).  ``msgpack`` is a compact option.
 
 There is deliberately no fallback between codecs (the original add-on tried
 ``pickle.loads`` when JSON failed, which re-opened the hole JSON closes): a value
@@ -83,7 +83,7 @@ class PickleCodec:
 
     ``pickle.loads`` runs whatever code the bytes name, so with a *secret* each
     value is stored as ``kvs1`` + HMAC-SHA256 of the pickle + the pickle, and
-    :meth:`loads` refuses a value whose MAC does not verify before unpickling it.
+    ``loads`` refuses a value whose MAC does not verify before unpickling it.
     The MAC key is derived from the secret and *purpose* (``"kvs.cache"``,
     ``"kvs.session"``), so it signs nothing else the same secret signs (session
     cookies), and a value of one component is not accepted by another.
@@ -174,7 +174,7 @@ def codec_names() -> list[str]:
 def get_codec(name: str, *, secret: str | None = None, purpose: str = "") -> Codec:
     """The codec called *name*; ``KeyError`` if unknown, ``ImportError`` if not installed.
 
-    *secret* and *purpose* sign pickled values (see :class:`PickleCodec`); the
+    *secret* and *purpose* sign pickled values (see ``PickleCodec``); the
     other codecs cannot run code when read and ignore them.
     """
     codec_class, extra = _CODECS[name]

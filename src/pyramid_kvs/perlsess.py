@@ -18,11 +18,11 @@ way the Perl stacks actually store them:
 * **JSON** (``codec = json``) for sites whose serializer writes JSON.
 
 The decoding is a pipeline of small pure functions - flags, then decompression,
-then unwrapping, then :func:`pyramid_kvs.storable.thaw` - each bounded: the value
+then unwrapping, then ``thaw`` - each bounded: the value
 comes from a store another application writes to and the session id from a cookie
 anyone can forge, so the cookie is checked before the store is asked, and the
 value's size is capped before it is downloaded (Redis and memcached announce it
-first: see :meth:`~pyramid_kvs.stores.Store.get_bounded`) and again after
+first: see ``Store.get_bounded``) and again after
 decompression (a few kilobytes of gzip can expand to gigabytes).
 
 Reading never breaks a request: a missing cookie, a missing key, a value that does
@@ -222,8 +222,8 @@ def decode_session(
     """The session hash stored as *data* with memcached *flags*, as a ``dict``.
 
     Strings come back as ``str`` when they are valid UTF-8, ``bytes`` otherwise (see
-    :func:`pyramid_kvs.storable.thaw`).  A hash blessed into a class is read as the
-    hash.  Raises :class:`PerlSessionError` for anything else.
+    ``thaw``).  A hash blessed into a class is read as the
+    hash.  Raises ``PerlSessionError`` for anything else.
     """
     serialized = unwrap_flags(data, flags, max_size)
     if codec == "json":
@@ -304,8 +304,8 @@ class PerlSession(Mapping[Any, Any]):
     """One request's view of the Perl session: a read-only mapping, loaded lazily.
 
     Nothing is read until the mapping is first used (``session["user"]``, ``in``,
-    ``len``, iteration, :attr:`expired`), and then exactly once, with one round
-    trip.  :attr:`session_id` needs no round trip.  The session is never written
+    ``len``, iteration, ``expired``), and then exactly once, with one round
+    trip.  ``session_id`` needs no round trip.  The session is never written
     back: changes belong to the Perl application that owns it.
     """
 
@@ -396,7 +396,7 @@ class PerlSessionReader:
         return value
 
     def for_request(self, request: Request) -> PerlSession:
-        """The lazy :class:`PerlSession` of *request* (what ``request.perlsess`` is)."""
+        """The lazy ``PerlSession`` of *request* (what ``request.perlsess`` is)."""
         return PerlSession(self, self.session_id(request))
 
     def load(self, session_id: str | None) -> tuple[dict[Any, Any], bool]:
@@ -461,7 +461,7 @@ class PerlSessionReader:
         With the default *memcached_flags* Cache::Memcached (and Plack's session
         store over it) thaws the value itself; use ``0`` for stacks that thaw it
         themselves (CGI::Session, Apache::Session).  Other stores ignore the flags.
-        Raises :class:`~pyramid_kvs.stores.StoreError` when the store fails.
+        Raises ``StoreError`` when the store fails.
         """
         if not SESSION_ID.fullmatch(session_id):
             raise ValueError("a session id is 1 to 128 letters, digits or _+/=-")

@@ -1,60 +1,24 @@
 """``request.session``: a Pyramid ``ISession`` kept in a store, for cookies or API tokens.
 
-How a session is stored, and why
---------------------------------
-One session is one *record* of the store (a Redis hash; a single memcached value;
-a dict in the memory store): one field per top-level session key, holding that
-key's value encoded with the codec (JSON by default), plus the reserved field
-``__created__``.  The record lives under a hash of the session id, keyed with the
-``secret`` when there is one, so a dump of the store reveals neither cookie ids nor
-API tokens.
+One session is one *record* of the store - a field per top-level key, each encoded
+with the codec, plus ``__created__`` - under a keyed hash of its id, so a store dump
+reveals no id.  Why it is shaped this way:
 
-Cheap and lazy.  Building ``request.session`` costs nothing; the record is loaded
-when the view first reads or writes the session, with one command that also resets
-its expiry (``ttl`` is an idle timeout).  When the response leaves, each key's
-encoded value is compared with the bytes that were loaded: equal means unchanged,
-so reads never write, and in-place changes of nested values (``session["cart"]
-.append(...)``) are caught without ``changed()``.  A session that stays empty is
-never stored and sets no cookie.
+* **lazy and cheap**: nothing is read until the view uses the session; the load
+  also renews the idle timeout (one round trip); reads never write.
+* **no lost updates**: when the response leaves, each key's encoding is compared
+  with what was loaded and only the changed keys are written, with the store's
+  atomic field-level update, so overlapping requests changing different keys keep
+  both changes.  A record without ``__created__`` was re-created by an update racing
+  an ``invalidate()``, and is never adopted.
+* **no fixation**: a cookie id the store does not know is never adopted.  A header
+  token is - a credential the client sends deliberately cannot be planted - as in
+  1.x.  Sessions 1.x left in the store are moved into records (see ``legacy``).
+* **nothing reported saved that was not**: any store error answers 503 by default.
 
-No lost updates.  Only the keys that changed are written, with the store's atomic
-field-level update (a Lua script on Redis; ``gats`` + compare-and-swap on memcached,
-retried on conflict; a lock in the memory store): the other fields keep whatever
-value they have in the store *at that moment*.  Two overlapping requests of one
-session that change different keys therefore both keep their changes, and the
-read-only path still costs one round trip because nothing is locked while the view
-runs.  Two requests changing the *same* key: the last one to finish wins.
-
-An ``invalidate()`` racing with another request's update could let that update
-re-create the record with only its own keys.  Such a record has no ``__created__``
-field - it is never written by updates - so it is recognised and never adopted.
-
-Security.  Cookie ids are 256 random bits from :mod:`secrets`, checked for length
-and alphabet before the store is asked; with a ``secret``, cookies carry an HMAC
-signature and a tampered cookie is refused without a lookup.  A cookie id the store
-does not know is never adopted (no session fixation): writing gives the response a
-new id.  :meth:`KVSSession.regenerate_id` rotates the id, keeping the data - call it
-at login.  A stored value that does not decode gives a fresh session and a warning.
-
-Header tokens are different: they are credentials another service issued, and the
-client sends them deliberately - no third party can plant one the way a cookie can
-be planted - so an unknown token starts a session under that token, as in 1.x
-(``adopt_tokens = false`` keeps only tokens bound with ``update_session_token``).
-
-Sessions pyramid_kvs 1.x left in the store (a plain value under ``key_prefix +
-<40 hex digits>`` for cookies, ``key_prefix + <header>::<token>`` for tokens) are read
-when the new record is missing - in the same round trip on a pipelined store - and
-moved into a new record: a cookie session under a *new* id, a token session under its
-token.  See :class:`LegacySessions`.
-
-Round trips per request (Redis; memcached too, except that rotating an id is two
-commands there): read-only request 1; request that writes 2; brand-new session 1;
-``invalidate()`` 1.
-
-:meth:`KVSSession.prefetch` lets another component (the rate limiter) load the
-session in its own batch, so that the session costs no round trip of its own, and
-:attr:`KVSSession.ref` is the one reader of the request's session id, which the rate
-limiter keys its ``session`` holders by.
+``SessionFactory.read_id`` (``KVSSession.ref``) is the one reader of the session id,
+which the rate limiter keys its holders by; ``KVSSession.prefetch`` lets it load the
+session in its own batch.  The user guide is README's "Sessions".
 """
 
 from __future__ import annotations
@@ -266,7 +230,7 @@ class _Load:
 class SessionFactory:
     """Builds the session of each request; holds what every session shares.
 
-    One is built per application at start-up (see :mod:`pyramid_kvs.runtime`).
+    One is built per application at start-up (see ``pyramid_kvs.runtime``).
     *clock* gives Unix time; tests replace it to move through the lifetime cap.
     """
 
@@ -362,7 +326,7 @@ class SessionFactory:
 
         A cookie must hold a well-formed id (correctly signed when there is a
         secret), or, with ``legacy_sessions``, a 1.x id; a header a valid token.
-        Sessions and the rate limiter both go through here (see :attr:`KVSSession.ref`,
+        Sessions and the rate limiter both go through here (see ``KVSSession.ref``,
         which reads it once per request).
         """
         incoming = self.incoming(request)
@@ -406,7 +370,7 @@ class SessionFactory:
         """Queue the load of *ref*'s session on *batch* (a batch of this store's client).
 
         The 1.x value is queued beside the record only where it costs no round trip
-        of its own (a pipeline); elsewhere :meth:`load` reads it when the record turns
+        of its own (a pipeline); elsewhere ``load`` reads it when the record turns
         out to be missing.
         """
         legacy_key = self.legacy_key(ref)
@@ -424,7 +388,7 @@ class SessionFactory:
         """The record of *ref* and, when it is missing, the value 1.x left.
 
         Taken from *queued* (a load another component's batch ran) if given, else
-        from the store.  Raises :class:`StoreError` when the store fails.
+        from the store.  Raises ``StoreError`` when the store fails.
         """
         if queued is not None:
             try:
@@ -466,7 +430,7 @@ class SessionFactory:
         return self.read_id(request) if session is None else session.ref
 
     def prefetch(self, request: Request, batch: Batch) -> bool:
-        """Queue the load of *request*'s session on *batch*; see :meth:`KVSSession.prefetch`."""
+        """Queue the load of *request*'s session on *batch*; see ``KVSSession.prefetch``."""
         session = self._session_of(request)
         return session is not None and session.prefetch(batch)
 

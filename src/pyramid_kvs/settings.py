@@ -1,7 +1,7 @@
 """The machinery of settings: converters, store specs, and the parsing of a schema.
 
 Each component declares its own settings - a frozen dataclass beside the component,
-each field's default and converter declared once with :func:`setting` - and this
+each field's default and converter declared once with ``setting`` - and this
 module reads them, knowing no component.  A component is configured under its own
 prefix, in either of two forms that can be mixed, flat keys winning:
 
@@ -348,7 +348,7 @@ def parse_store(raw: Mapping[str, Any], prefix: str) -> StoreSpec:
 def parse_schema(
     raw: Mapping[str, Any], prefix: str, schema: type[Any], *, ignored: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The value of each field of the dataclass *schema* declared with :func:`setting`.
+    """The value of each field of the dataclass *schema* declared with ``setting``.
 
     Converts what *raw* gives, fills the rest with the defaults, and rejects any key
     that is neither a setting, a store field nor in *ignored*.  Raises
@@ -384,7 +384,7 @@ def parse_component(settings: Mapping[str, Any], component: str, schema: type[T]
     """The settings of *component* as its *schema*, or ``None`` when not configured.
 
     For schemas whose fields are all plain settings plus ``store``; components with
-    settings that depend on each other use :func:`parse_schema` themselves.
+    settings that depend on each other use ``parse_schema`` themselves.
     """
     raw = raw_component(settings, component)
     if raw is None:

@@ -22,7 +22,7 @@ then one serialized value.  Every retrieved Perl SV receives the next *tag*
 cyclic structures are encoded.  Tags are always big-endian, lengths follow the
 byte order of the blob.
 
-Python view of Perl values (what :func:`thaw` returns)
+Python view of Perl values (what ``thaw`` returns)
 ------------------------------------------------------
 The root of a blob (Perl freezes a *reference*) is returned as the referenced
 value itself: ``nfreeze(\\%h)`` thaws to a ``dict``.
@@ -36,23 +36,23 @@ value itself: ``nfreeze(\\%h)`` thaws to a ``dict``.
   itself means by a byte string); ``"bytes"`` keeps unflagged strings as
   ``bytes``.  Numbers that ``nfreeze`` wrote as decimal strings stay strings,
   exactly as Perl reads them, unless ``numeric_strings=True`` (see
-  :func:`perl_number`).
+  ``perl_number``).
 * arrays -> ``list``, hashes -> ``dict`` (placeholder keys of restricted hashes
   are skipped, as Perl hides them).
 * a reference to an array, hash, blessed thing, code or regexp is represented
   by that Python object itself (Python containers are already references); a
-  reference to a plain scalar (or to another reference) is a :class:`PerlRef`.
-  Two Perl references to the same scalar share one :class:`PerlRef`.  Weak and
+  reference to a plain scalar (or to another reference) is a ``PerlRef``.
+  Two Perl references to the same scalar share one ``PerlRef``.  Weak and
   overloaded references are read like ordinary references.
-* blessed values -> :class:`PerlObject` ``(class_name, value)``; objects stored
+* blessed values -> ``PerlObject`` ``(class_name, value)``; objects stored
   by a ``STORABLE_freeze`` hook -> ``PerlObject(class_name, PerlHook(...))``;
-  ``qr//`` -> :class:`PerlRegexp`; code (``$Storable::Deparse``) ->
-  :class:`PerlCode` (text only, never evaluated); tied variables and tied
-  elements -> :class:`PerlTied`; v-strings -> :class:`PerlVString`.
+  ``qr//`` -> ``PerlRegexp``; code (``$Storable::Deparse``) ->
+  ``PerlCode`` (text only, never evaluated); tied variables and tied
+  elements -> ``PerlTied``; v-strings -> ``PerlVString``.
 
 No class is ever looked up or instantiated by name: class names are data.
 
-Safety: any malformed input raises :class:`StorableError` (a ``ValueError``):
+Safety: any malformed input raises ``StorableError`` (a ``ValueError``):
 truncation, trailing bytes, bad header, unknown opcodes, counts larger than the
 remaining input (checked before anything is allocated), bad back-references,
 nesting deeper than ``max_depth`` and inputs larger than ``max_size``.
@@ -87,7 +87,7 @@ TextMode = Literal["auto", "str", "bytes"]
 #: Highest binary minor version understood (Storable 3.32 writes 2.12; the
 #: Storable 3.26 of Perl 5.36 writes 2.11).
 MAX_MINOR = 12
-#: Minor version written by :func:`freeze`/:func:`nfreeze`: 11, so that the
+#: Minor version written by ``freeze``/``nfreeze``: 11, so that the
 #: Storable 3.26 of Perl 5.36 accepts it (we never write the 2.12 booleans).
 WRITE_MINOR = 11
 DEFAULT_MAX_DEPTH = 256
@@ -163,8 +163,8 @@ class PerlObject:
     """A blessed Perl value: ``class_name`` is kept as data, never resolved.
 
     ``value`` is the blessed thing: a ``dict``/``list`` for hash/array based
-    objects, a scalar for ``bless \\$x``, a :class:`PerlRef` for a blessed
-    reference (``bless \\[]``), or a :class:`PerlHook`.
+    objects, a scalar for ``bless \\$x``, a ``PerlRef`` for a blessed
+    reference (``bless \\[]``), or a ``PerlHook``.
     """
 
     class_name: str
@@ -197,7 +197,7 @@ class PerlHook:
 class PerlTied:
     """A tied variable (``kind`` hash/array/scalar) or tied element (key/idx).
 
-    ``object`` is the tie object (usually a :class:`PerlObject`); ``key`` is the
+    ``object`` is the tie object (usually a ``PerlObject``); ``key`` is the
     hash key or array index of a tied element.  Nothing is re-tied.
     """
 
@@ -800,7 +800,7 @@ class _Reader:
         """The Python value of a reference to the SV tagged ``rtag``.
 
         Containers (and blessed, code, regexp and tied-container values) stand
-        for their own reference; anything else is boxed in a :class:`PerlRef`,
+        for their own reference; anything else is boxed in a ``PerlRef``,
         one box per referenced SV so that shared scalars stay shared.
         """
         ttype = type(target)
@@ -1028,8 +1028,8 @@ def thaw(
     (``"auto"``: ``str`` if valid UTF-8 else ``bytes``; ``"str"``: always
     ``str``, Latin-1 when not UTF-8; ``"bytes"``: always ``bytes``).
     ``numeric_strings=True`` turns canonical decimal strings into numbers (see
-    :func:`perl_number`).  ``max_depth`` bounds nesting and ``max_size`` the
-    input length (``None`` for no size limit).  Raises :class:`StorableError`
+    ``perl_number``).  ``max_depth`` bounds nesting and ``max_size`` the
+    input length (``None`` for no size limit).  Raises ``StorableError``
     and nothing else for bad input.
     """
     if text not in ("auto", "str", "bytes"):
@@ -1274,8 +1274,8 @@ def freeze(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     ``dict`` (keys ``str``/``bytes``; non-ASCII ``str`` keys use the UTF-8 key
     flag), ``list``/``tuple``, ``str`` (UTF-8 flagged when not ASCII),
     ``bytes``, ``int`` (beyond 64 bits: decimal string, as Perl does), ``float``,
-    ``bool`` (``PL_sv_yes``/``PL_sv_no``), ``None``, and :class:`PerlObject`/
-    :class:`PerlRef` wrapping those.  Shared and cyclic containers are written
+    ``bool`` (``PL_sv_yes``/``PL_sv_no``), ``None``, and ``PerlObject``/
+    ``PerlRef`` wrapping those.  Shared and cyclic containers are written
     as back-references.
     """
     return _freeze(obj, False, max_depth)

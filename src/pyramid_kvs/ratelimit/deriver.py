@@ -105,7 +105,7 @@ class ViewPolicies:
 
 
 def view_policies(registry: Registry) -> ViewPolicies:
-    """The application's :class:`ViewPolicies` (kept on its registry, never globally)."""
+    """The application's ``ViewPolicies`` (kept on its registry, never globally)."""
     policies = registry.get(VIEW_POLICIES_KEY)
     if policies is None:
         policies = registry[VIEW_POLICIES_KEY] = ViewPolicies()

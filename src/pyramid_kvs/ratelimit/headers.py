@@ -13,7 +13,7 @@ fields are Structured Field lists of one item per policy::
     RateLimit: "default";r=3;t=1
 
 Several limits give one item per limit in the IETF fields; the legacy fields, which
-hold one value, describe the tightest limit (see :attr:`Outcome.tightest`).  All
+hold one value, describe the tightest limit (see ``Outcome.tightest``).  All
 times are whole seconds rounded *up*, so a client that waits what it is told never
 comes back too early.
 """

@@ -1,8 +1,8 @@
-"""Limits ("15/second") and what checking them yields (:class:`Outcome`).
+"""Limits ("15/second") and what checking them yields (``Outcome``).
 
 This module has no store and no Pyramid dependency: the settings parse limits with
 it, the view deriver parses its ``ratelimit=`` option with it, and the per-store
-algorithms return :class:`LimitState` objects that the tween turns into headers.
+algorithms return ``LimitState`` objects that the tween turns into headers.
 """
 
 from __future__ import annotations

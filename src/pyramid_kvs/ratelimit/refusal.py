@@ -1,4 +1,4 @@
-"""What a refused request gets: :class:`RateLimitError` (429), or a 503 on an outage.
+"""What a refused request gets: ``RateLimitError`` (429), or a 503 on an outage.
 
 pyramid_kvs 1.x raised ``pyramid_kvs.ratelimit.RateLimitError`` when a client went
 over its limit, so applications registered exception views for it.  The name is
@@ -29,7 +29,7 @@ __all__ = ["RateLimitError", "RateLimitUnavailable", "render_refusal"]
 class RateLimitError(HTTPTooManyRequests):
     """A request over its limit: 429 with ``Retry-After`` and the rate-limit headers.
 
-    ``outcome`` is the verdict (:class:`~pyramid_kvs.ratelimit.Outcome`).  Register an
+    ``outcome`` is the verdict (``Outcome``).  Register an
     exception view for this class to render your own page.
     """
 

@@ -2,7 +2,7 @@
 
 Add ``pyramid_kvs.testing`` to an application's includes in its tests (or call
 ``config.include("pyramid_kvs.testing")``) and every store it configures - Redis,
-memcached, anything - becomes a :class:`MockStore`: the memory store's semantics,
+memcached, anything - becomes a ``MockStore``: the memory store's semantics,
 no server needed, plus introspection for assertions::
 
     config = testing.setUp(settings={"kvs.cache": '{"kvs": "redis"}'})

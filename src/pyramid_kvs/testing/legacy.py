@@ -14,7 +14,7 @@ recently configured with ``pyramid_kvs.testing`` (tests configure one at a time)
 * ``last_ttl`` is set by every write to a mock store.
 
 This is state on a class - what 2.0 otherwise never does - because the 1.x tests it
-serves read it there.  New tests use :func:`pyramid_kvs.testing.mock_store`.
+serves read it there.  New tests use ``mock_store``.
 """
 
 from __future__ import annotations
