@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 import redis
 from pymemcache.client.base import Client as MemcacheClient
-from pyramid import testing
 
 from pyramid_kvs.stores import Store, create_store
 from servers import Server, start_memcached, start_redis
@@ -86,10 +85,3 @@ def store(backend: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     built = create_store(name, options).with_prefix("test::")
     yield built
     built.close()
-
-
-@pytest.fixture
-def config() -> Iterator[testing.Configurator]:
-    config = testing.setUp(settings={})
-    yield config
-    testing.tearDown()

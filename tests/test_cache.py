@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pyramid.config import Configurator
 from webtest import TestApp
 
+from apps import configure
 from pyramid_kvs import Cache, UnsupportedOperation, get_components
 from pyramid_kvs.codecs import get_codec
 from pyramid_kvs.stores import StoreUnavailable
@@ -29,9 +30,7 @@ HOSTILE = st.sampled_from(
 
 
 def build(settings: dict[str, Any]) -> Configurator:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    return config
+    return configure(settings)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from webtest import TestApp
 
+from apps import committed
 from pyramid_kvs import Cache, get_components
 from pyramid_kvs.codecs import (
     SIGNED_PICKLE_MAGIC,
@@ -178,10 +179,7 @@ def test_without_a_secret_pickle_works_as_the_original_add_on() -> None:
 
 
 def build(settings: dict[str, Any]) -> Configurator:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    config.commit()
-    return config
+    return committed(settings)
 
 
 @pytest.mark.parametrize("component", ["cache", "session"])

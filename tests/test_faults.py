@@ -29,6 +29,8 @@ from pymemcache.client.base import Client as MemcacheClient
 from pyramid.config import Configurator
 from webtest import TestApp
 
+import apps
+from apps import json_view
 from pyramid_kvs.storable import nfreeze
 from servers import Server, redis_read_only, start_memcached, start_redis
 
@@ -41,21 +43,20 @@ PERL_ID = "0123456789abcdef0123456789abcdef"
 
 
 def make_app(url: str) -> TestApp:
-    config = Configurator(
-        settings={
-            "kvs.session.url": url,
-            "kvs.session.secret": SECRET,
-            "kvs.cache.url": url,
-            "kvs.ratelimit": '{"window": 60, "limit": 100000}',
-            "kvs.perlsess.url": url,
-            "kvs.perlsess.cookie_name": "CGISESSID",
-        }
-    )
-    config.include("pyramid_kvs")
+    settings = {
+        "kvs.session.url": url,
+        "kvs.session.secret": SECRET,
+        "kvs.cache.url": url,
+        "kvs.ratelimit": '{"window": 60, "limit": 100000}',
+        "kvs.perlsess.url": url,
+        "kvs.perlsess.cookie_name": "CGISESSID",
+    }
+    return apps.make_app(settings, views)
 
+
+def views(config: Configurator) -> None:
     def route(name: str, view: Callable[[Any], Any]) -> None:
-        config.add_route(name, f"/{name}")
-        config.add_view(view, route_name=name, renderer="json")
+        json_view(config, name, view)
 
     def incr(request: Any) -> dict[str, Any]:
         request.session["n"] = request.session.get("n", 0) + 1
@@ -67,7 +68,6 @@ def make_app(url: str) -> TestApp:
     route("cache_get", lambda request: {"value": request.cache.get("shared")})
     route("perl", lambda request: {"user": request.perlsess.get("user")})
     route("plain", lambda request: {})
-    return TestApp(config.make_wsgi_app())
 
 
 KINDS = ("incr", "read", "cache_put", "cache_get", "perl", "plain")
@@ -261,7 +261,7 @@ def test_a_dead_memcached_in_a_pool(memcached_pair: tuple[Server, Server]) -> No
     for server in memcached_pair:
         seed_perl_session(server, "memcached")
     app = make_app("memcached://" + ",".join(server.address for server in memcached_pair))
-    clients = clients_of(app, 8)  # their sessions spread over both servers
+    clients = clients_of(app, 24)  # their sessions spread over both servers (1 - 1e-7)
     dead, alive = memcached_pair
     dead.kill()
     try:

@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 from pyramid.config import Configurator
 from webtest import TestApp
 
+from apps import json_view
+from apps import make_app as make_test_app
+
 SECRET = "a-hostile-request-secret-of-some-length"
 
 #: what a WSGI server may put in a header value: any byte, decoded as latin-1
@@ -32,10 +35,10 @@ def make_app(**session: str) -> TestApp:
         "kvs.perlsess.cookie_name": "CGISESSID",
         **{f"kvs.session.{name}": value for name, value in session.items()},
     }
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    config.add_route("all", "/")
+    return make_test_app(settings, views)
 
+
+def views(config: Configurator) -> None:
     def everything(request: Any) -> dict[str, Any]:
         request.session["seen"] = request.session.get("seen", 0) + 1
         return {
@@ -45,8 +48,7 @@ def make_app(**session: str) -> TestApp:
             "remaining": request.ratelimit.tightest.remaining,
         }
 
-    config.add_view(everything, route_name="all", renderer="json")
-    return TestApp(config.make_wsgi_app())
+    json_view(config, "all", everything, "/")
 
 
 COOKIE_APP = make_app()

@@ -7,6 +7,8 @@ from typing import Any
 from pyramid.config import Configurator
 from webtest import TestApp
 
+from apps import json_view
+from apps import make_app as make_test_app
 from roundtrips import count_round_trips
 
 SECRET = "an-integration-test-secret-of-sufficient-length"
@@ -20,9 +22,10 @@ def make_app(session_url: str, ratelimit_url: str | None = None) -> TestApp:
     }
     if ratelimit_url is not None:
         settings["kvs.ratelimit.url"] = ratelimit_url
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
+    return make_test_app(settings, views)
 
+
+def views(config: Configurator) -> None:
     def write(request: Any) -> dict[str, Any]:
         request.session["visits"] = request.session.get("visits", 0) + 1
         return {"visits": request.session["visits"]}
@@ -34,9 +37,7 @@ def make_app(session_url: str, ratelimit_url: str | None = None) -> TestApp:
         return {"ok": True}
 
     for name, view in (("write", write), ("read", read), ("untouched", untouched)):
-        config.add_route(name, f"/{name}")
-        config.add_view(view, route_name=name, renderer="json")
-    return TestApp(config.make_wsgi_app())
+        json_view(config, name, view)
 
 
 def test_limit_check_and_session_load_share_one_redis_round_trip(redis_url: str) -> None:

@@ -31,6 +31,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
 
+import apps
 from pyramid_kvs.components import get_components
 from pyramid_kvs.perlsess import (
     FLAG_COMPRESSED,
@@ -92,15 +93,16 @@ def show_twice(request: Request) -> Response:
 
 
 def make_app(settings: dict[str, Any]) -> TestApp:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
+    return apps.make_app(settings, perl_views)
+
+
+def perl_views(config: Configurator) -> None:
     config.add_route("show", "/")
     config.add_view(show_session, route_name="show")
     config.add_route("twice", "/twice")
     config.add_view(show_twice, route_name="twice")
     config.add_route("untouched", "/untouched")
     config.add_view(lambda request: Response("ok"), route_name="untouched")
-    return TestApp(config.make_wsgi_app())
 
 
 def memcached_app(address: str, cookie_name: str = "session_id", **extra: Any) -> TestApp:

@@ -16,6 +16,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import ISession
 from webtest import TestApp
 
+import apps
 from pyramid_kvs import KVSSession, get_components, prefetch_session
 from pyramid_kvs.session import SessionFactory, parse_session
 from pyramid_kvs.stores import Store
@@ -79,10 +80,7 @@ def views(config: Configurator) -> None:
 def make_app(url: str, **options: Any) -> TestApp:
     settings = {"kvs.session.url": url, "kvs.session.secret": SECRET}
     settings.update({f"kvs.session.{name}": value for name, value in options.items()})
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    views(config)
-    return TestApp(config.make_wsgi_app())
+    return apps.make_app(settings, views)
 
 
 def session_store(app: TestApp) -> Store:

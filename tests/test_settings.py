@@ -9,6 +9,7 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
+from apps import committed
 from pyramid_kvs.cache import parse_cache
 from pyramid_kvs.components import get_components
 from pyramid_kvs.settings import parse_store_url
@@ -18,10 +19,7 @@ from pyramid_kvs.stores.redis import RedisStore
 
 
 def make_app(settings: dict[str, Any]) -> Configurator:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    config.commit()
-    return config
+    return committed(settings)
 
 
 def test_the_original_json_form_still_works() -> None:

@@ -18,6 +18,7 @@ from pyramid.exceptions import ConfigurationError
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from apps import committed
 from pyramid_kvs.components import build_store
 from pyramid_kvs.settings import parse_store
 from pyramid_kvs.stores import Store, create_store
@@ -51,10 +52,7 @@ def from_json(kvs: str, kvs_kwargs: dict[str, Any]) -> Store:
 
 
 def make_app(settings: dict[str, Any]) -> Configurator:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    config.commit()
-    return config
+    return committed(settings)
 
 
 # -- Redis -----------------------------------------------------------------------------

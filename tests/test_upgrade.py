@@ -22,6 +22,7 @@ from pymemcache.client.base import Client as MemcacheClient
 from pyramid.config import Configurator
 from webtest import TestApp
 
+import apps
 from pyramid_kvs import get_components
 from roundtrips import count_round_trips
 from servers import Server
@@ -59,10 +60,7 @@ def views(config: Configurator) -> None:
 
 
 def make_app(settings: dict[str, Any]) -> TestApp:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    views(config)
-    return TestApp(config.make_wsgi_app())
+    return apps.make_app(settings, views)
 
 
 # -- writing data the way 1.x did ----------------------------------------------------------
