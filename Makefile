@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test check lint bench system-deps clean
+
+CHECKED := src tests demo benchmarks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +22,19 @@ demo: $(STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, then run the whole suite against real Redis, memcached, Perl.
-test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests demo benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+## Install what is missing, check, then run the whole suite against real Redis, memcached, Perl.
+test: $(STAMP) system-deps check
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=pyramid_kvs \
+		--cov-report=term-missing:skip-covered
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests demo benchmarks
-	$(BIN)/ruff format --check src tests demo benchmarks
+## Style, formatting, the import contracts (layers) and strict typing.
+check: $(STAMP)
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/lint-imports
 	$(BIN)/mypy src
+
+lint: check
 
 ## Benchmarks print ratios measured in one run; they are not part of the test suite.
 bench: $(STAMP) system-deps
