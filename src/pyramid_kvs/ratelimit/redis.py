@@ -5,9 +5,9 @@ room, so several limits are checked all-or-nothing and no interleaving of client
 can let an extra request through.  It reads the time from Redis (``TIME``): every
 web server shares the store's clock, and a skewed server clock cannot move a window.
 
-The check is queued on a :class:`~pyramid_kvs.stores.redis.RedisBatch` (an
-``EVAL`` in the pipeline), so it travels in the same round trip as whatever else the
-request batches - the session load, for one.  The script returns the time it used
+The check is queued on a ``RedisBatch`` (``run_script``, a script in the pipeline),
+so it travels in the same round trip as whatever else the request batches - the
+session load, for one.  The script returns the time it used
 and the state it found; the remaining quota and the waits are computed in Python by
 :mod:`~pyramid_kvs.ratelimit.algorithms`, the same code the other stores use.
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..stores import Batch
+from ..stores.base import Script, ScriptArg
 from ..stores.redis import RedisBatch, RedisStore
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
@@ -36,7 +37,7 @@ local reply = {string.format('%.6f', now), 1}
 # KEYS: one hash per limit {i: window index, c: its count, p: previous window's count}.
 # ARGV: '1' for the sliding window, '0' for fixed; then amount, window per limit.
 # Reply: now, consumed, then allowed, current, previous per limit (counts before).
-COUNTERS = (
+COUNTERS = Script(
     _PROLOGUE
     + """
 local sliding = ARGV[1] == '1'
@@ -82,7 +83,7 @@ return reply
 # KEYS: one string per limit, the theoretical arrival time.
 # ARGV: amount, window per limit.
 # Reply: now, consumed, then allowed and the saved arrival time ('' if none) per limit.
-GCRA = (
+GCRA = Script(
     _PROLOGUE
     + """
 local arrivals = {}
@@ -118,7 +119,7 @@ return reply
 
 
 class RedisEngine:
-    """The three algorithms on a :class:`RedisStore`: one ``EVAL`` per check."""
+    """The three algorithms on a ``RedisStore``: one script per check."""
 
     def __init__(self, store: RedisStore, algorithm: str) -> None:
         self.store = store
@@ -129,16 +130,24 @@ class RedisEngine:
     ) -> Callable[[], tuple[LimitState, ...]]:
         if not isinstance(batch, RedisBatch):
             raise TypeError("a Redis rate limit check needs a batch of its Redis store")
-        full_keys = [self.store.full_key(limit_key(base_key, limit)) for limit in limits]
-        args: list[Any] = []
+        keys = [limit_key(base_key, limit) for limit in limits]
+        args: list[ScriptArg] = []
         for limit in limits:
             args += [limit.amount, limit.window]
         if self.algorithm == "gcra":
-            pending = batch.eval(GCRA, full_keys, args)
-            return lambda: self._gcra_states(pending.value, limits)
-        sliding = self.algorithm == "sliding"
-        pending = batch.eval(COUNTERS, full_keys, ["1" if sliding else "0", *args])
-        return lambda: self._counter_states(pending.value, limits, sliding)
+            pending = batch.run_script(
+                GCRA, keys, args, lambda reply: self._gcra_states(reply, limits), store=self.store
+            )
+        else:
+            sliding = self.algorithm == "sliding"
+            pending = batch.run_script(
+                COUNTERS,
+                keys,
+                ["1" if sliding else "0", *args],
+                lambda reply: self._counter_states(reply, limits, sliding),
+                store=self.store,
+            )
+        return lambda: pending.value
 
     @staticmethod
     def _counter_states(
