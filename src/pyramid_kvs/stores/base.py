@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Store")
 
 #: memcached reads an expiry above 30 days as an absolute Unix time; stores that
 #: share that rule use this bound (see ``pyramid_kvs.stores.memcached``).
@@ -151,7 +152,7 @@ class Store(ABC):
     def __init__(self, key_prefix: str = "") -> None:
         self.key_prefix = key_prefix
 
-    def with_prefix(self, key_prefix: str) -> Store:
+    def with_prefix(self: S, key_prefix: str) -> S:
         """A view of this store under another prefix, sharing its client and pool."""
         clone = copy.copy(self)
         clone.key_prefix = key_prefix

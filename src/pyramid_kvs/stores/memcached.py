@@ -12,19 +12,19 @@ What this module adds to pymemcache, and why:
 * **TTL means the same as on Redis.** memcached reads an expiry over 30 days as an
   absolute Unix time; longer TTLs are converted to one.
 * **get-and-touch.** memcached has ``gat`` (read and reset the expiry in one command)
-  but pymemcache 4 does not wrap it; :class:`_GatClient` adds it through the same
+  but pymemcache 4 does not wrap it; ``_GatClient`` adds it through the same
   response parser pymemcache uses for ``get``.
-* **Flags survive.** Values come back as :class:`FlaggedBytes`, a ``bytes`` carrying
+* **Flags survive.** Values come back as ``FlaggedBytes``, a ``bytes`` carrying
   the item's client flags, which the Perl session reader needs (Cache::Memcached
   marks Storable and compressed values with them).
 
 * **Outages are outages.** Bounded connect and read timeouts by default, no
   client retries, a circuit breaker per server, and several servers
   (``memcached://h1:p1,h2:p2``) that never hand a dead server's keys to another:
-  see :mod:`.memcached_servers`.
+  see ``stores.memcached_servers``.
 
-memcached has no key listing: :meth:`Store.scan` raises
-:class:`UnsupportedOperation`.  ``pop`` is a read then a delete, not atomic.
+memcached has no key listing: ``Store.scan`` raises
+``UnsupportedOperation``.  ``pop`` is a read then a delete, not atomic.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .base import (
     THIRTY_DAYS,
@@ -90,7 +90,7 @@ def encode_record(fields: Mapping[str, bytes]) -> bytes:
 
 
 def decode_record(data: bytes) -> dict[str, bytes]:
-    """The fields of a value written by :func:`encode_record`; StoreError otherwise."""
+    """The fields of a value written by ``encode_record``; StoreError otherwise."""
     if not data.startswith(RECORD_MAGIC):
         raise WrongKind("memcached: the value is not a record")
     fields: dict[str, bytes] = {}
@@ -168,7 +168,7 @@ class MemcachedOptions:
     servers: list[tuple[str, int]]
     #: keyword arguments of each server's pymemcache ``PooledClient``
     client_kwargs: dict[str, Any]
-    #: seconds a server is left alone after a failure (see :mod:`.breaker`)
+    #: seconds a server is left alone after a failure (see ``stores.breaker``)
     down_for: float
 
 
@@ -178,7 +178,7 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
     ``servers`` is a list of ``host:port`` (or one string of them, comma
     separated); ``down_for`` goes to the breakers; the other options are
     pymemcache's (``connect_timeout``, ``timeout``, ``max_pool_size``, ``no_delay``...),
-    the timeouts :data:`DEFAULT_CONNECT_TIMEOUT` and :data:`DEFAULT_READ_TIMEOUT`
+    the timeouts ``DEFAULT_CONNECT_TIMEOUT`` and ``DEFAULT_READ_TIMEOUT``
     unless given.  pymemcache's client does not retry.  ``HashClient``'s fail-over
     options are ignored with a warning and ``ignore_exc`` is refused, since each
     would turn an outage into moved or missing keys.  Raises ``ValueError`` naming
@@ -252,7 +252,7 @@ class MemcachedStore(Store):
     def from_options(cls, options: Mapping[str, Any]) -> MemcachedStore:
         """Build the client from ``{"servers": ["host:port", ...], ...}`` (or a URL's).
 
-        See :func:`normalise_options`.
+        See ``normalise_options``.
         """
         normalised = normalise_options(options)
         return cls(
@@ -272,7 +272,7 @@ class MemcachedStore(Store):
         return self.client.call(method, wire_key, *args)
 
     def get(self, key: str) -> bytes | None:
-        return self.call("get", self._key(key))  # type: ignore[no-any-return]
+        return cast("bytes | None", self.call("get", self._key(key)))
 
     def get_bounded(self, key: str, max_size: int) -> bytes | None:
         """One ``get`` whose body is not read when its header announces too many bytes.
@@ -280,10 +280,10 @@ class MemcachedStore(Store):
         The connection is then closed, dropping the unread bytes with it, and the
         pool opens a new one for the next request.
         """
-        value = self.call("get_bounded", self._key(key), max_size)
+        value = cast("bytes | None", self.call("get_bounded", self._key(key), max_size))
         if value is not None and len(value) > max_size:  # a client that read it anyway
             raise ValueTooLarge(len(value), max_size)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -314,7 +314,7 @@ class MemcachedStore(Store):
         return bool(self.call("touch", self._key(key), memcached_expiry(ttl)))
 
     def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
-        return self.call("gat", self._key(key), memcached_expiry(ttl))  # type: ignore[no-any-return]
+        return cast("bytes | None", self.call("gat", self._key(key), memcached_expiry(ttl)))
 
     def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
         wire_key = self._key(key)
