@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -477,9 +478,18 @@ ScriptArg = bytes | str | int | float
 
 @dataclass(frozen=True)
 class Script:
-    """A Lua script written for Redis' scripting API (``redis.call``, ``KEYS``, ``ARGV``)."""
+    """A Lua script written for Redis' scripting API (``redis.call``, ``KEYS``, ``ARGV``).
+
+    ``sha`` is its SHA1 digest, the name a server caches it under: a store can run
+    it by that name without sending the source again (``EVALSHA``).
+    """
 
     source: str
+    sha: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", digest)
 
 
 def glob_matcher(pattern: str) -> Callable[[str], bool]:
