@@ -23,14 +23,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 from zope.interface import Interface, implementer
 
 from ..stores import Batch, Store, StoreError
-from ..stores.memory import MemoryStore
+from .engines import engine_for
 from .holders import HolderFunction, SessionReader, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
 from .refusal import RateLimitError, RateLimitUnavailable
@@ -42,39 +40,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SCOPE = "default"
 #: where the latest verdict of a request is kept (``request.ratelimit`` reads it)
 OUTCOME_KEY = "pyramid_kvs.ratelimit.outcome"
-
-
-class Engine(Protocol):
-    """One store's implementation of the algorithms."""
-
-    def queue(
-        self, batch: Batch, base_key: str, limits: tuple[Limit, ...]
-    ) -> Callable[[], tuple[LimitState, ...]]:
-        """Queue the check of *limits* on *batch*; the callable reads its verdict."""
-
-
-def build_engine(store: Store, algorithm: str) -> Engine:
-    """The implementation of *algorithm* for *store*'s backend."""
-    if isinstance(store, MemoryStore):
-        from .memory import MemoryEngine
-
-        return MemoryEngine(store, algorithm)
-    if store.name == "redis":
-        from ..stores.redis import RedisStore
-        from .redis import RedisEngine
-
-        if isinstance(store, RedisStore):
-            return RedisEngine(store, algorithm)
-    if store.name == "memcached":
-        from ..stores.memcached import MemcachedStore
-        from .memcached import MemcachedEngine
-
-        if isinstance(store, MemcachedStore):
-            return MemcachedEngine(store, algorithm)
-    raise ConfigurationError(
-        f"kvs.ratelimit: the {store.name} store cannot rate limit; "
-        "use a memory, redis or memcached store"
-    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +79,7 @@ class RateLimiter:
         self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
-        self.engine = build_engine(store, settings.algorithm)
+        self.engine = engine_for(store, settings.algorithm)
 
     def queue(
         self,

@@ -14,6 +14,11 @@ under different prefixes: see ``Store.with_prefix``.
 Every failure to reach the server is raised as ``StoreUnavailable``, whatever
 the client library, so callers choose one outage policy instead of catching
 ``redis.ConnectionError``, ``socket.timeout`` and ``MemcacheError`` separately.
+
+What some components need beyond the contract - scripts run in a store's batches,
+compare-and-swap, a lock and clock in the process - are optional capabilities, the
+classes at the end of this module, which a store inherits when it offers them.  The
+rate limiter picks its engine by them, so a custom store offering one rate limits.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -470,7 +476,14 @@ class SequentialBatch(Batch):
             call()
 
 
-# -- scripts -------------------------------------------------------------------------------
+# -- optional capabilities ----------------------------------------------------------------
+# What a store can do beyond the contract, for components that need more (the rate
+# limiter's engines pick theirs by these).  Each capability is an abstract subclass
+# of Store rather than a free-standing mixin: a component is then typed with one
+# class that has both the contract and the capability (Python has no intersection
+# types), and a store with several inherits each, Store being their common base.  A
+# store opts in by inheriting: a promise about atomicity that a method's name alone
+# could not make.
 
 #: an argument of a script: the types Redis' protocol carries
 ScriptArg = bytes | str | int | float
@@ -490,6 +503,76 @@ class Script:
     def __post_init__(self) -> None:
         digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
         object.__setattr__(self, "sha", digest)
+
+
+class ScriptingBatch(Batch):
+    """A batch that also runs scripts, each atomically, in the batch's round trip."""
+
+    @abstractmethod
+    def run_script(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[ScriptArg],
+        convert: Callable[[Any], T],
+        *,
+        store: Store | None = None,
+    ) -> Pending[T]:
+        """Queue *script* on *keys* and *args*; *convert* turns its reply into the result.
+
+        *keys* are contract keys: the store applies its prefix.  *store*, as for
+        ``load_record``: another view of this batch's client, whose prefix applies.
+        """
+
+
+class ScriptingStore(Store):
+    """A store whose batches run Lua scripts atomically (Redis).
+
+    A check that reads, decides and writes several keys then runs on the server as
+    one command, in the request's pipeline: atomic, on the server's clock, and
+    without a round trip of its own.
+    """
+
+    @abstractmethod
+    def batch(self) -> ScriptingBatch:
+        """A batch that can also carry scripts."""
+
+
+class CompareAndSwapStore(Store):
+    """A store with compare-and-swap (memcached's ``gets`` and ``cas``).
+
+    With ``add`` for an absent key, it makes the read-modify-write of one value
+    atomic without a server-side script: read the value with its token, write back
+    only if nobody wrote in between, else read again.  Keys are contract keys: the
+    store prefixes them (and makes them valid for its server) itself.
+    """
+
+    @abstractmethod
+    def gets(self, key: str) -> tuple[bytes | None, object]:
+        """The value under *key* (``None`` when absent) and its token for ``cas``."""
+
+    @abstractmethod
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        """Store *value* if *key* has not changed since ``gets`` gave *token*.
+
+        ``False`` when another client wrote or removed it meanwhile.
+        """
+
+
+class LockingStore(Store):
+    """A store in this process, whose lock makes any read-modify-write atomic (memory).
+
+    It has its own clock, so a component reckons time as the store does (and the
+    tests can move it).
+    """
+
+    @abstractmethod
+    def atomically(self) -> AbstractContextManager[object]:
+        """Hold the store's lock; reentrant, so the store's methods work inside."""
+
+    @abstractmethod
+    def now(self) -> float:
+        """The store's clock, in seconds."""
 
 
 def glob_matcher(pattern: str) -> Callable[[str], bool]:

@@ -40,7 +40,7 @@ from typing import Any, cast
 
 from .base import (
     THIRTY_DAYS,
-    Store,
+    CompareAndSwapStore,
     StoredRecord,
     StoreError,
     ValueTooLarge,
@@ -75,9 +75,11 @@ log = logging.getLogger(__name__)
 
 RECORD_MAGIC = b"\x00kvs-record-1\x00"
 _LENGTH = struct.Struct(">I")
-#: compare-and-swap attempts before an update gives up (each one means another
-#: client changed the same record in between)
-CAS_ATTEMPTS = 16
+#: compare-and-swap attempts before a record update gives up, each failed one meaning
+#: another client changed the record in between.  Only the overlapping requests of
+#: one session update its record, so few ever collide (the rate limiter, whose every
+#: request of a holder races on one key, allows more: ``ratelimit.cas``).
+RECORD_CAS_ATTEMPTS = 16
 
 
 def encode_record(fields: Mapping[str, bytes]) -> bytes:
@@ -237,8 +239,12 @@ def _warn_ignored(names: list[str], why: str) -> None:
     log.warning(message)
 
 
-class MemcachedStore(Store):
-    """One or several memcached servers through pymemcache."""
+class MemcachedStore(CompareAndSwapStore):
+    """One or several memcached servers through pymemcache.
+
+    memcached's own ``gets`` / ``cas`` are the ``CompareAndSwapStore`` capability:
+    the records' updates and the rate limiter's checks are built on them.
+    """
 
     name = "memcached"
     can_scan = False
@@ -265,9 +271,9 @@ class MemcachedStore(Store):
     def call(self, method: str, wire_key: bytes, *args: Any) -> Any:
         """pymemcache's *method* on the server of *wire_key*, as the store calls it.
 
-        Through that server's breaker, pymemcache's errors translated: for
-        components that need commands beyond the contract (``gets`` / ``cas`` for
-        the rate limiter), so that they handle outages exactly as the store does.
+        Through that server's breaker, pymemcache's errors translated: every command
+        of the store goes through here.  Components needing more than the contract
+        use the store's capabilities (``gets`` / ``cas``), which take contract keys.
         """
         return self.client.call(method, wire_key, *args)
 
@@ -338,6 +344,16 @@ class MemcachedStore(Store):
             result = self.call("decr", wire_key, -amount)
         return None if result is None else int(result)
 
+    # -- compare-and-swap ----------------------------------------------------------------
+
+    def gets(self, key: str) -> tuple[bytes | None, object]:
+        value, token = self.call("gets", self._key(key))
+        return value, token
+
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        # pymemcache answers None when the key is gone, False when it changed
+        return bool(self.call("cas", self._key(key), value, token, memcached_expiry(ttl)))
+
     # -- records: one value per record, updated by compare-and-swap ------------------
 
     def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
@@ -356,27 +372,26 @@ class MemcachedStore(Store):
     ) -> None:
         if not changed and not removed:
             return
-        wire_key = self._key(key)
-        expiry = memcached_expiry(ttl)
+        check_ttl(ttl)
         for value in changed.values():
             check_value(value)
-        for _ in range(CAS_ATTEMPTS):
+        for _ in range(RECORD_CAS_ATTEMPTS):
             if base is None or base.version is None:
-                value, cas = self.call("gets", wire_key)
-                base = None if value is None else StoredRecord(decode_record(value), cas)
+                stored, token = self.gets(key)
+                base = None if stored is None else StoredRecord(decode_record(stored), token)
             fields = {} if base is None else dict(base.fields)
             for name in removed:
                 fields.pop(name, None)
             fields.update(changed)
             if base is None:
-                if not fields or self.call("add", wire_key, encode_record(fields), expiry):
+                if not fields or self.add(key, encode_record(fields), ttl):
                     return
             elif not fields:
                 # memcached has no compare-and-delete: deleting an emptied record
                 # may drop a field another client added in this instant.
-                self.call("delete", wire_key)
+                self.delete(key)
                 return
-            elif self.call("cas", wire_key, encode_record(fields), base.version, expiry):
+            elif self.cas(key, encode_record(fields), base.version, ttl):
                 return
             base = None  # someone else wrote in between: merge into their version
         raise StoreError(f"memcached: {key!r} kept changing; update abandoned")

@@ -14,8 +14,8 @@ Each server has its own ``CircuitBreaker`` (``stores.breaker``), so a dead serve
 one timeout, then fails fast until it answers again, without closing the others.
 
 ``translate_errors`` is memcached's one translation of pymemcache's errors: the
-store, its batches and the rate limiter's memcached engine all call through
-``MemcachedServers.call``, which applies it.
+store, its batches and its compare-and-swap (which the rate limiter uses) all call
+through ``MemcachedServers.call``, which applies it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from .base import (
-    Store,
+    LockingStore,
     StoredRecord,
     WrongKind,
     check_ttl,
@@ -41,8 +41,12 @@ M = TypeVar("M", bound="MemoryStore")
 Entry = bytes | dict[str, bytes]
 
 
-class MemoryStore(Store):
-    """A thread-safe, TTL-aware dictionary of bytes, LRU-bounded per key prefix."""
+class MemoryStore(LockingStore):
+    """A thread-safe, TTL-aware dictionary of bytes, LRU-bounded per key prefix.
+
+    Its lock and clock are the ``LockingStore`` capability: the rate limiter's
+    checks run inside the lock instead of a script.
+    """
 
     name = "memory"
 
@@ -87,7 +91,7 @@ class MemoryStore(Store):
         """Hold the store's lock: a read-modify-write inside is atomic for every caller.
 
         The lock is reentrant, so the store's own methods work inside the block; it
-        is what the rate limiter's memory algorithms use instead of a script.
+        is what the rate limiter's checks use on this store instead of a script.
         """
         return self._lock
 

@@ -45,10 +45,11 @@ from redis.connection import to_bool
 from redis.retry import Retry
 
 from .base import (
-    Batch,
     Pending,
     Script,
     ScriptArg,
+    ScriptingBatch,
+    ScriptingStore,
     Store,
     StoredRecord,
     StoreError,
@@ -395,7 +396,7 @@ def _expiry_args(ttl: int | None) -> tuple[CommandArg, ...]:
     return () if ttl is None else ("EX", ttl)
 
 
-class RedisStore(Store):
+class RedisStore(ScriptingStore):
     """A Redis server (or a Redis-protocol server such as Valkey) through redis-py.
 
     Every call goes through the store's ``CircuitBreaker``, shared by every
@@ -630,7 +631,7 @@ class RedisStore(Store):
         self.client.close()
 
 
-class RedisBatch(Batch):
+class RedisBatch(ScriptingBatch):
     """A pipeline: every queued operation in one round trip.
 
     Each operation queues the ``Command`` its store would send alone; scripts of
@@ -695,11 +696,6 @@ class RedisBatch(Batch):
         *,
         store: Store | None = None,
     ) -> Pending[T]:
-        """Queue *script* on *keys* and *args*; *convert* turns its reply into the result.
-
-        *keys* are contract keys: the store applies its prefix.  *store*, as for
-        ``load_record``: another view of this batch's client, whose prefix applies.
-        """
         return self._queue(self._on(store)._script_command(script, keys, args, convert))
 
     def __len__(self) -> int:

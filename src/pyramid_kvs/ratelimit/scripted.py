@@ -1,15 +1,16 @@
-"""Rate limiting on Redis: every limit of a request in one script, one command.
+"""Rate limiting by a script: every limit of a request checked in one atomic command.
 
-The script reads each limit's state, decides, and writes only if *every* limit has
-room, so several limits are checked all-or-nothing and no interleaving of clients
-can let an extra request through.  It reads the time from Redis (``TIME``): every
-web server shares the store's clock, and a skewed server clock cannot move a window.
+For stores with the ``ScriptingStore`` capability (Redis).  The script reads each
+limit's state, decides, and writes only if *every* limit has room, so several
+limits are checked all-or-nothing and no interleaving of clients can let an extra
+request through.  It reads the time from the server (``TIME``): every web server
+shares the store's clock, and a skewed server clock cannot move a window.
 
-The check is queued on a ``RedisBatch`` (``run_script``, a script in the pipeline),
-so it travels in the same round trip as whatever else the request batches - the
-session load, for one.  The script returns the time it used
-and the state it found; the remaining quota and the waits are computed in Python by
-:mod:`~pyramid_kvs.ratelimit.algorithms`, the same code the other stores use.
+The check is queued on the request's batch (``ScriptingBatch.run_script``), so it
+travels in the same round trip as whatever else the request batches - the session
+load, for one.  The script returns the time it used and the state it found; the
+remaining quota and the waits are computed in Python by ``algorithms``, the same
+code the other engines use.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..stores import Batch
-from ..stores.base import Script, ScriptArg
-from ..stores.redis import RedisBatch, RedisStore
+from ..stores.base import Script, ScriptArg, ScriptingBatch, ScriptingStore
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
 
@@ -118,18 +118,18 @@ return reply
 )
 
 
-class RedisEngine:
-    """The three algorithms on a ``RedisStore``: one script per check."""
+class ScriptedEngine:
+    """The three algorithms on a ``ScriptingStore``: one script per check."""
 
-    def __init__(self, store: RedisStore, algorithm: str) -> None:
+    def __init__(self, store: ScriptingStore, algorithm: str) -> None:
         self.store = store
         self.algorithm = algorithm
 
     def queue(
         self, batch: Batch, base_key: str, limits: Sequence[Limit]
     ) -> Callable[[], tuple[LimitState, ...]]:
-        if not isinstance(batch, RedisBatch):
-            raise TypeError("a Redis rate limit check needs a batch of its Redis store")
+        if not isinstance(batch, ScriptingBatch):
+            raise TypeError(f"a rate limit check needs a batch of its {self.store.name} store")
         keys = [limit_key(base_key, limit) for limit in limits]
         args: list[ScriptArg] = []
         for limit in limits:
