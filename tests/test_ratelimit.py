@@ -18,6 +18,7 @@ from pyramid.request import Request
 from webtest import TestApp
 
 from pyramid_kvs.components import get_components
+from pyramid_kvs.ratelimit.cas import GCRA_CAS_ATTEMPTS
 from pyramid_kvs.ratelimit.limits import Limit
 from pyramid_kvs.ratelimit.settings import parse_ratelimit
 from pyramid_kvs.stores import Store, register
@@ -302,8 +303,19 @@ class RenamedMemcached(MemcachedStore):
     name = "elasticache"
 
 
+class NeverSwaps(CompareAndSwapOnly):
+    """A store where another client always wins the race."""
+
+    name = "never-swaps"
+
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        self.swaps += 1  # here: the attempts
+        return False
+
+
 register("contract-only", lambda options: ContractOnly())
 register("cas-only", lambda options: CompareAndSwapOnly())
+register("never-swaps", lambda options: NeverSwaps())
 register("elasticache", RenamedMemcached.from_options)
 
 
@@ -321,6 +333,22 @@ def test_a_custom_store_with_compare_and_swap_rate_limits(algorithm: str) -> Non
 
     app = make_app({**settings, "kvs.ratelimit.limits": "20/day"})
     assert passes_under_concurrency(app).count(True) == 20
+
+
+def test_a_compare_and_swap_that_never_wins_gives_up_as_on_error_says() -> None:
+    app = make_app(
+        {
+            "kvs.ratelimit.kvs": "never-swaps",
+            "kvs.ratelimit.algorithm": "gcra",
+            "kvs.ratelimit.limits": "3/day",
+            "kvs.ratelimit.on_error": "deny",
+        }
+    )
+    app.get("/")  # the first check adds its value: no race to lose
+    app.get("/", status=503)
+    limiter = get_components(app.app.registry).ratelimiter
+    assert limiter is not None and isinstance(limiter.store, NeverSwaps)
+    assert limiter.store.swaps == GCRA_CAS_ATTEMPTS
 
 
 def test_memcached_under_another_name_rate_limits_as_memcached(memcached_address: str) -> None:

@@ -216,13 +216,17 @@ def test_batch_runs_every_operation(store: Store) -> None:
         added = batch.add("existing", b"no", ttl=60)
         touched = batch.get_and_touch("existing", 60)
         deleted = batch.delete("missing")
-        assert len(batch) == 6
+        expiring = batch.touch("new", 60)
+        kept = batch.touch("existing", None)
+        absent = batch.touch("missing", None)
+        assert len(batch) == 9
     assert got.value == b"old"
     assert wrote.value is None
     assert counted.value == 2
     assert added.value is False
     assert touched.value == b"old"
     assert deleted.value is False
+    assert (expiring.value, kept.value, absent.value) == (True, True, False)
     assert store.get("new") == b"value"
 
 

@@ -710,8 +710,5 @@ class RedisBatch(ScriptingBatch):
         for (command, pending), reply in zip(queued, replies, strict=True):
             if isinstance(reply, Exception):
                 pending.resolve(translate_errors(reply))
-                continue
-            try:
+            else:
                 pending.resolve(command.convert(reply))
-            except StoreError as exc:
-                pending.resolve(exc)
