@@ -57,7 +57,8 @@ def _lazy(module: str, attribute: str, extra: str | None) -> StoreFactory:
             raise MissingExtra(
                 f"{exc.name or exc} is not installed: install pyramid-kvs[{extra}]"
             ) from exc
-        return store_class.from_options(options)  # type: ignore[no-any-return]
+        store: Store = store_class.from_options(options)
+        return store
 
     return factory
 

@@ -54,7 +54,7 @@ def translated(function: Callable[..., Any], *args: Any) -> Any:
         raise translate_errors(exc) from exc
 
 
-class _GatClient(Client):  # type: ignore[misc]  # pymemcache is untyped
+class _GatClient(Client):  # pymemcache is untyped: Client is Any to mypy
     """pymemcache's client plus ``gat`` (get and touch) and a size-bounded ``get``."""
 
     #: while ``get_bounded`` runs: the most bytes a value may have
@@ -107,7 +107,7 @@ class _GatClient(Client):  # type: ignore[misc]  # pymemcache is untyped
         return cast("tuple[Any, Any, bytes]", extracted)
 
 
-class _PooledGatClient(PooledClient):  # type: ignore[misc]  # pymemcache is untyped
+class _PooledGatClient(PooledClient):  # PooledClient is Any to mypy too
     """A thread-safe pool of ``_GatClient`` connections to one server."""
 
     client_class = _GatClient

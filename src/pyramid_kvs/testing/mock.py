@@ -26,9 +26,6 @@ class MockStore(MemoryStore):
         """Options are accepted and ignored: a mock stands in for any backend."""
         return cls()
 
-    def with_prefix(self, key_prefix: str) -> MockStore:
-        return super().with_prefix(key_prefix)  # type: ignore[return-value]
-
     def _record(self, operation: str, key: str) -> None:
         self.calls.append((operation, self.full_key(key)))
 
