@@ -1,6 +1,6 @@
 """The rate limiter: settings, a store, and a check that joins a store batch.
 
-A check is expressed as operations queued on a :class:`~pyramid_kvs.stores.Batch`
+A check is expressed as operations queued on a ``Batch``
 and a result read after the batch ran, so it can share the batch - one round trip
 on Redis - with the rest of the request's store work::
 
@@ -13,7 +13,7 @@ on Redis - with the rest of the request's store work::
 Redis joins the pipeline with one script; memcached and memory have no pipeline to
 join and run their atomic sequence when the outcome is read.
 
-:meth:`RateLimiter.enforce` is the whole check of one request, shared by the tween
+``RateLimiter.enforce`` is the whole check of one request, shared by the tween
 and the view deriver: the batch, the session load riding in it, the verdict kept for
 the response headers, and the refusal raised.
 """
@@ -44,13 +44,13 @@ OUTCOME_KEY = "pyramid_kvs.ratelimit.outcome"
 
 @dataclass(frozen=True)
 class Check:
-    """A queued check; :meth:`outcome` is available once its batch has run."""
+    """A queued check; ``outcome`` is available once its batch has run."""
 
     names: tuple[str, ...]
     resolve: Callable[[], tuple[LimitState, ...]]
 
     def outcome(self) -> Outcome:
-        """The verdict; raises :class:`~pyramid_kvs.stores.StoreError` on failure."""
+        """The verdict; raises ``StoreError`` on failure."""
         return Outcome(self.resolve(), self.names)
 
 
@@ -115,8 +115,8 @@ class RateLimiter:
     ) -> None:
         """Check *request* against *limits*; raise the refusal when it does not pass.
 
-        Raises :class:`RateLimitError` (429) over the limit, and
-        :class:`RateLimitUnavailable` (503) when the store fails with
+        Raises ``RateLimitError`` (429) over the limit, and
+        ``RateLimitUnavailable`` (503) when the store fails with
         ``on_error = deny``; with ``on_error = allow`` a failure lets the request
         through unchecked, with a logged warning.  The verdict is kept for the
         response's headers (``request.ratelimit``).
