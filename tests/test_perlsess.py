@@ -793,8 +793,7 @@ def test_bad_settings_fail_at_start_up(key: str, value: str, message: str) -> No
 
 
 def test_request_perlsess_only_when_configured() -> None:
-    config = Configurator(settings={"kvs.cache.url": "memory://"})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.cache.url": "memory://"})
     config.add_route("has", "/")
     config.add_view(lambda request: Response(str(hasattr(request, "perlsess"))), route_name="has")
     assert TestApp(config.make_wsgi_app()).get("/").text == "False"
@@ -805,8 +804,9 @@ def test_request_perlsess_only_when_configured() -> None:
 def test_the_testing_include_gives_a_mock_store() -> None:
     from pyramid_kvs.testing import mock_store
 
-    config = Configurator(settings={"kvs.perlsess.url": "redis://nowhere:1/0"})
-    config.include("pyramid_kvs.testing")
+    config = apps.configure(
+        {"kvs.perlsess.url": "redis://nowhere:1/0"}, include="pyramid_kvs.testing"
+    )
     config.add_route("show", "/")
     config.add_view(show_session, route_name="show")
     app = TestApp(config.make_wsgi_app())

@@ -17,6 +17,8 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 from webtest import TestApp
 
+import apps
+from apps import json_view
 from pyramid_kvs.components import get_components
 from pyramid_kvs.ratelimit.cas import GCRA_CAS_ATTEMPTS
 from pyramid_kvs.ratelimit.limits import Limit
@@ -32,16 +34,15 @@ ALGORITHMS = ("fixed", "sliding", "gcra")
 IP = {"REMOTE_ADDR": "192.0.2.1"}
 
 
+def home(config: Configurator) -> None:
+    json_view(config, "home", lambda request: {"ok": True}, "/")
+
+
 def make_app(
     settings: dict[str, Any], setup: Callable[[Configurator], None] | None = None
 ) -> TestApp:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
-    config.add_route("home", "/")
-    config.add_view(lambda request: {"ok": True}, route_name="home", renderer="json")
-    if setup is not None:
-        setup(config)
-    return TestApp(config.make_wsgi_app(), extra_environ=IP)
+    setups = (home,) if setup is None else (home, setup)
+    return apps.make_app(settings, *setups, extra_environ=IP)
 
 
 def limited(url: str, limits: str, **extra: str) -> dict[str, str]:
@@ -414,7 +415,11 @@ def test_the_limiter_joins_the_session_store_when_it_has_none(redis_url: str) ->
     assert limiter is not None and limiter.store.name == "redis"
     app.get("/"), app.get("/")
     app.get("/", status=429)
-    assert limiter.store.scan("*")  # the counters live in the session's Redis
+    client = redis.Redis.from_url(redis_url)  # the counters live in the session's Redis
+    assert [key.decode() for key in client.keys("ratelimit::*")] == [
+        "ratelimit::ip:192.0.2.1:default:f:2/86400"
+    ]
+    client.close()
 
 
 # -- holders -----------------------------------------------------------------------------------
@@ -586,8 +591,7 @@ def test_only_views_with_their_own_limits_when_limits_is_none(redis_url: str) ->
 
 
 def test_view_option_through_view_config_and_scan() -> None:
-    config = Configurator(settings={"kvs.ratelimit.limits": "10/day"})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.ratelimit.limits": "10/day"})
     config.add_route("scanned", "/scanned")
     config.scan("ratelimit_views")
     app = TestApp(config.make_wsgi_app(), extra_environ=IP)

@@ -166,8 +166,7 @@ def test_flat_keys_and_header_names() -> None:
     ],
 )
 def test_bad_settings_fail_at_start_up(settings: dict[str, Any], names: list[str]) -> None:
-    config = Configurator(settings=settings)
-    config.include("pyramid_kvs")
+    config = apps.configure(settings)
     with pytest.raises(ConfigurationError) as failure:
         config.commit()
     for name in names:
@@ -886,8 +885,7 @@ def test_prefetch_declines_what_it_cannot_use(backend_url: str) -> None:
 
 
 def test_prefetch_without_sessions_configured() -> None:
-    config = Configurator(settings={"kvs.cache.url": "memory://"})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.cache.url": "memory://"})
     config.commit()
     request = _request(TestApp(config.make_wsgi_app()))
     cache = get_components(config.registry).cache
@@ -898,8 +896,7 @@ def test_prefetch_without_sessions_configured() -> None:
 def test_the_testing_include_mocks_the_session_store() -> None:
     from pyramid_kvs.testing import mock_store
 
-    config = Configurator(settings={"kvs.session": '{"kvs": "redis"}'})
-    config.include("pyramid_kvs.testing")
+    config = apps.configure({"kvs.session": '{"kvs": "redis"}'}, include="pyramid_kvs.testing")
     views(config)
     app = TestApp(config.make_wsgi_app())
     app.get("/set/a/1")

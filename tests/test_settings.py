@@ -9,6 +9,7 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
+import apps
 from apps import committed
 from pyramid_kvs.cache import parse_cache
 from pyramid_kvs.components import get_components
@@ -171,8 +172,7 @@ def test_two_applications_keep_separate_state() -> None:
 
 
 def test_settings_changed_after_the_include_are_honoured() -> None:
-    config = Configurator(settings={"kvs.cache.ttl": "10"})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.cache.ttl": "10"})
     config.registry.settings["kvs.cache.ttl"] = "99"
     config.commit()
     cache = get_components(config.registry).cache

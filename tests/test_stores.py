@@ -1,9 +1,13 @@
-"""The store contract, run against every backend: memory, Redis and memcached."""
+"""The stores: the shipped contract suite on every backend, then each one's own behaviour.
+
+``pyramid_kvs.testing.contract.StoreContract`` holds the contract every store keeps;
+each class below runs it on one backend (the memory store on a clock the tests move).
+The rest of the module tests what is particular to a backend: round trips, Redis
+scripts, memcached's keys and servers, the memory store's areas.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,95 +17,27 @@ import redis
 from pymemcache.client.base import Client as MemcacheClient
 from redis import connection as redis_connection
 
+from pyramid_kvs.settings import parse_store_url
 from pyramid_kvs.stores import (
     Store,
     StoreError,
     StoreUnavailable,
-    UnsupportedOperation,
     ValueTooLarge,
     create_store,
     register,
 )
-from pyramid_kvs.stores.memcached import THIRTY_DAYS, memcached_expiry, memcached_key
+from pyramid_kvs.stores.memcached import (
+    THIRTY_DAYS,
+    MemcachedStore,
+    memcached_expiry,
+    memcached_key,
+)
 from pyramid_kvs.stores.memory import MemoryStore
 from pyramid_kvs.stores.redis import INCR_WITH_TTL
+from pyramid_kvs.testing.contract import StoreContract
+from pyramid_kvs.testing.mock import MockStore
 from roundtrips import count_round_trips
 from servers import start_redis, unused_port
-
-ODD_KEYS = [
-    "plain",
-    "with space",
-    "new\nline",
-    "tab\tand\x00nul",
-    "ünïcødé ключ",
-    "k" * 300,
-    "#h:looks-hashed",
-    "",
-]
-
-
-def test_get_set_delete(store: Store) -> None:
-    assert store.get("a") is None
-    store.set("a", b"1")
-    assert store.get("a") == b"1"
-    store.set("a", b"\x00\xffbinary")
-    assert store.get("a") == b"\x00\xffbinary"
-    assert store.delete("a") is True
-    assert store.delete("a") is False
-    assert store.get("a") is None
-
-
-def test_add_only_when_absent(store: Store) -> None:
-    assert store.add("a", b"first", ttl=60) is True
-    assert store.add("a", b"second", ttl=60) is False
-    assert store.get("a") == b"first"
-
-
-def test_incr_counts_atomically_from_zero(store: Store) -> None:
-    assert store.incr("n") == 1
-    assert store.incr("n", 5) == 6
-    assert store.get("n") == b"6"
-    assert store.incr("m", 3, ttl=60) == 3
-
-
-def test_incr_from_threads_loses_no_increment(store: Store) -> None:
-    def work() -> None:
-        for _ in range(50):
-            store.incr("hits", ttl=60)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert store.get("hits") == b"200"
-
-
-def test_incr_on_a_non_integer_is_a_store_error(store: Store) -> None:
-    store.set("text", b"abc")
-    with pytest.raises(StoreError):
-        store.incr("text")
-
-
-def test_pop_reads_and_removes(store: Store) -> None:
-    store.set("a", b"v")
-    assert store.pop("a") == b"v"
-    assert store.pop("a") is None
-    assert store.get("a") is None
-
-
-def test_get_bounded_refuses_a_value_over_the_bound(store: Store) -> None:
-    store.set("session-id", b"x" * 100)
-    store.set("empty", b"")
-    for _ in range(3):  # a refusal leaves the client usable (memcached reconnects)
-        with pytest.raises(ValueTooLarge) as refused:
-            store.get_bounded("session-id", 99)
-        assert (refused.value.size, refused.value.max_size) == (100, 99)
-        assert store.get_bounded("session-id", 100) == b"x" * 100  # the bound is inclusive
-    assert "session-id" not in str(refused.value)  # keys may be credentials
-    assert store.get_bounded("absent", 10) is None
-    assert store.get_bounded("empty", 0) == b""
-    assert store.get("session-id") == b"x" * 100  # refused, not removed
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
@@ -112,93 +48,6 @@ def test_get_bounded_on_a_record_is_a_store_error(store: Store) -> None:
     assert not isinstance(failure.value, ValueTooLarge)
 
 
-def test_get_many_keeps_order_and_misses(store: Store) -> None:
-    store.set_many({"a": b"1", "c": b"3"}, ttl=60)
-    assert store.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
-    assert store.get_many([]) == []
-
-
-def test_odd_keys_work_and_stay_distinct(store: Store) -> None:
-    for index, key in enumerate(ODD_KEYS):
-        store.set(key, str(index).encode())
-    for index, key in enumerate(ODD_KEYS):
-        assert store.get(key) == str(index).encode(), key
-    assert store.get_many(ODD_KEYS) == [str(i).encode() for i in range(len(ODD_KEYS))]
-
-
-def test_prefixes_isolate_views_of_one_client(store: Store) -> None:
-    other = store.with_prefix("other::")
-    store.set("k", b"mine")
-    assert other.get("k") is None
-    other.set("k", b"theirs")
-    assert store.get("k") == b"mine"
-
-
-def test_expiry_touch_and_get_and_touch(store: Store) -> None:
-    store.set("short", b"1", ttl=1)
-    store.set("long", b"2", ttl=100)
-    store.set("touched", b"3", ttl=100)
-    store.set("read", b"4", ttl=100)
-    store.set("forever", b"5")
-    store.set("thirty-days", b"6", ttl=THIRTY_DAYS + 5)
-    assert store.touch("touched", 1) is True
-    assert store.touch("absent", 1) is False
-    assert store.get_and_touch("read", 1) == b"4"
-    assert store.get_and_touch("absent", 1) is None
-    assert store.incr("counter", ttl=1) == 1
-    assert store.add("added", b"7", ttl=1) is True
-    time.sleep(2.2)
-    assert store.get("short") is None
-    assert store.get("touched") is None
-    assert store.get("read") is None
-    assert store.get("counter") is None
-    assert store.get("added") is None
-    assert store.get("long") == b"2"
-    assert store.get("forever") == b"5"
-    # more than 30 days is no absolute time in 1970 on memcached
-    assert store.get("thirty-days") == b"6"
-
-
-def test_incr_keeps_the_expiry_set_at_creation(store: Store) -> None:
-    store.incr("window", ttl=1)
-    time.sleep(0.6)
-    store.incr("window", ttl=1)
-    time.sleep(1.6)
-    assert store.get("window") is None
-
-
-def test_touch_without_ttl_removes_the_expiry(store: Store) -> None:
-    store.set("k", b"v", ttl=1)
-    assert store.touch("k", None) is True
-    time.sleep(2.1)
-    assert store.get("k") == b"v"
-
-
-@pytest.mark.parametrize("ttl", [0, -1, 1.5, "10"])
-def test_invalid_ttl_is_rejected(store: Store, ttl: object) -> None:
-    with pytest.raises((TypeError, ValueError)):
-        store.set("k", b"v", ttl=ttl)  # type: ignore[arg-type]
-
-
-def test_values_must_be_bytes(store: Store) -> None:
-    with pytest.raises(TypeError):
-        store.set("k", "text")  # type: ignore[arg-type]
-
-
-def test_scan_lists_own_prefix_only(store: Store) -> None:
-    if not store.can_scan:
-        with pytest.raises(UnsupportedOperation):
-            list(store.scan())
-        return
-    store.set("user:1", b"a")
-    store.set("user:2", b"b")
-    store.set("group:1", b"c")
-    store.with_prefix("other::").set("user:4", b"e")
-    assert sorted(store.scan()) == ["group:1", "user:1", "user:2"]
-    assert sorted(store.scan("user:*")) == ["user:1", "user:2"]
-    assert list(store.scan("nothing*")) == []
-
-
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_scan_treats_glob_characters_in_the_prefix_literally(store: Store) -> None:
     starred = store.with_prefix("te*st::")
@@ -207,43 +56,54 @@ def test_scan_treats_glob_characters_in_the_prefix_literally(store: Store) -> No
     assert list(starred.scan()) == ["b"]
 
 
-def test_batch_runs_every_operation(store: Store) -> None:
-    store.set("existing", b"old")
-    with store.batch() as batch:
-        got = batch.get("existing")
-        wrote = batch.set("new", b"value", ttl=60)
-        counted = batch.incr("counter", 2, ttl=60)
-        added = batch.add("existing", b"no", ttl=60)
-        touched = batch.get_and_touch("existing", 60)
-        deleted = batch.delete("missing")
-        expiring = batch.touch("new", 60)
-        kept = batch.touch("existing", None)
-        absent = batch.touch("missing", None)
-        assert len(batch) == 9
-    assert got.value == b"old"
-    assert wrote.value is None
-    assert counted.value == 2
-    assert added.value is False
-    assert touched.value == b"old"
-    assert deleted.value is False
-    assert (expiring.value, kept.value, absent.value) == (True, True, False)
-    assert store.get("new") == b"value"
+class TestMemoryStore(StoreContract):
+    """The memory store, on a clock the tests move: expiry without waiting."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        self.now = 1_000_000.0
+        yield MemoryStore(clock=lambda: self.now).with_prefix("test::")
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
-def test_batch_reports_a_failed_operation_on_its_result(store: Store) -> None:
-    store.set("text", b"abc")
-    with store.batch() as batch:
-        bad = batch.incr("text")
-        good = batch.get("text")
-    assert good.value == b"abc"
-    with pytest.raises(StoreError):
-        bad.value  # noqa: B018
+class TestMockStore(TestMemoryStore):
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        self.now = 1_000_000.0
+        yield MockStore(clock=lambda: self.now).with_prefix("test::")
 
 
-def test_pending_value_before_execution_is_an_error(store: Store) -> None:
-    pending = store.batch().get("k")
-    with pytest.raises(RuntimeError):
-        pending.value  # noqa: B018
+class TestRedisStore(StoreContract):
+    @pytest.fixture
+    def store(self, redis_url: str) -> Iterator[Store]:
+        yield from built(redis_url)
+
+
+class TestMemcachedStore(StoreContract):
+    @pytest.fixture
+    def store(self, memcached_address: str) -> Iterator[Store]:
+        yield from built("memcached://" + memcached_address)
+
+
+class TestAStoreRegisteredByAnApplication(StoreContract):
+    """What README shows: a store registered under a name of its own, checked."""
+
+    @pytest.fixture
+    def store(self, memcached_address: str) -> Iterator[Store]:
+        register("contract-test-memcached", MemcachedStore.from_options)
+        store = create_store("contract-test-memcached", {"servers": [memcached_address]})
+        yield store.with_prefix("test::")
+        store.close()
+
+
+def built(url: str) -> Iterator[Store]:
+    """The store of *url* under the prefix ``test::``, closed afterwards."""
+    name, options = parse_store_url(url)
+    store = create_store(name, options)
+    yield store.with_prefix("test::")
+    store.close()
 
 
 # -- round trips -------------------------------------------------------------------------
@@ -547,70 +407,6 @@ def test_memcache_is_the_original_spelling_of_memcached(memcached_address: str) 
 # -- records -------------------------------------------------------------------------------
 
 
-def test_records_load_update_replace(store: Store) -> None:
-    assert store.load_record("r", 60) is None
-    store.replace_record("r", {"a": b"1", "b": b"2"}, 60)
-    loaded = store.load_record("r", 60)
-    assert loaded is not None and dict(loaded.fields) == {"a": b"1", "b": b"2"}
-    store.update_record("r", {"c": b"3", "a": b"10"}, ["b"], 60, base=loaded)
-    loaded = store.load_record("r", 60)
-    assert loaded is not None and dict(loaded.fields) == {"a": b"10", "c": b"3"}
-    store.replace_record("r", {"z": b"26"}, 60)
-    loaded = store.load_record("r", 60)
-    assert loaded is not None and dict(loaded.fields) == {"z": b"26"}
-    store.update_record("r", {}, ["z"], 60)
-    assert store.load_record("r", 60) is None  # an emptied record is gone
-    store.update_record("new", {"x": b""}, [], 60)
-    loaded = store.load_record("new", 60)
-    assert loaded is not None and dict(loaded.fields) == {"x": b""}
-
-
-def test_record_updates_keep_fields_changed_by_others(store: Store) -> None:
-    store.replace_record("r", {"a": b"1", "b": b"1"}, 60)
-    first = store.load_record("r", 60)
-    second = store.load_record("r", 60)
-    store.update_record("r", {"a": b"first"}, [], 60, base=first)
-    store.update_record("r", {"b": b"second"}, [], 60, base=second)  # stale base
-    loaded = store.load_record("r", 60)
-    assert loaded is not None
-    assert dict(loaded.fields) == {"a": b"first", "b": b"second"}
-
-
-def test_concurrent_record_updates_lose_nothing(store: Store) -> None:
-    store.replace_record("r", {"start": b"1"}, 60)
-
-    def writer(number: int) -> None:
-        for step in range(10):
-            base = store.load_record("r", 60)
-            store.update_record("r", {f"w{number}-{step}": b"x"}, [], 60, base=base)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    loaded = store.load_record("r", 60)
-    assert loaded is not None and len(loaded.fields) == 41
-
-
-def test_record_expiry_is_reset_by_loading(store: Store) -> None:
-    # memcached's clock ticks in whole seconds, so an item with a TTL of n seconds
-    # lives between n - 1 and n seconds: the margins below allow for that.
-    store.replace_record("idle", {"a": b"1"}, 1)
-    store.replace_record("used", {"a": b"1"}, 3)
-    time.sleep(1.5)
-    assert store.load_record("used", 4) is not None  # reset: 4 more seconds
-    time.sleep(2.0)  # past the first expiry, before the second
-    assert store.load_record("idle", 4) is None
-    assert store.load_record("used", 4) is not None
-
-
-def test_a_plain_value_is_no_record(store: Store) -> None:
-    store.set("plain", b"abc")
-    with pytest.raises(StoreError):
-        store.load_record("plain", 60)
-
-
 @pytest.mark.parametrize("backend", ["redis", "memcached"])
 def test_record_operations_are_one_round_trip(store: Store) -> None:
     store.replace_record("r", {"a": b"1"}, 60)
@@ -625,40 +421,9 @@ def test_record_operations_are_one_round_trip(store: Store) -> None:
     assert trips.total == 1
 
 
-def test_a_record_loads_in_a_batch(store: Store) -> None:
-    store.replace_record("r", {"a": b"1"}, 60)
-    with store.batch() as batch:
-        record = batch.load_record("r", 60)
-        missing = batch.load_record("nothing", 60)
-    assert record.value is not None and dict(record.value.fields) == {"a": b"1"}
-    assert missing.value is None
-
-
 def test_redis_refuses_decoded_responses() -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         create_store("redis", {"decode_responses": True})
-
-
-def test_a_batch_carries_records_of_another_prefix_of_its_client(store: Store) -> None:
-    sessions = store.with_prefix("sessions::")
-    sessions.replace_record("r", {"a": b"1"}, 60)
-    with store.batch() as batch:
-        counted = batch.incr("hits", ttl=60)
-        record = batch.load_record("r", 60, store=sessions)
-        batch.replace_record("moved", {"b": b"2"}, 60, store=sessions)
-    assert counted.value == 1
-    assert record.value is not None and dict(record.value.fields) == {"a": b"1"}
-    moved = sessions.load_record("moved", 60)
-    assert moved is not None and dict(moved.fields) == {"b": b"2"}
-    assert store.load_record("moved", 60) is None  # written under the other prefix only
-    assert store.shares_client_with(sessions)
-
-
-def test_a_batch_refuses_a_store_on_another_client(store: Store) -> None:
-    other = MemoryStore()
-    assert not store.shares_client_with(other)
-    with pytest.raises(ValueError, match="does not share"):
-        store.batch().load_record("r", 60, store=other)
 
 
 @pytest.mark.parametrize("backend", ["redis"])

@@ -316,8 +316,7 @@ def test_the_1x_login_view_works_unchanged() -> None:
 def test_values_1x_cached_are_read(one_x: tuple[OneX, str]) -> None:
     writer, url = one_x
     writer.set("cache::answer", json.dumps({"value": 42}).encode())
-    config = Configurator(settings={"kvs.cache.url": url})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.cache.url": url})
     config.commit()
     cache = get_components(config.registry).cache
     assert cache is not None
@@ -340,8 +339,7 @@ def test_rate_limit_error_is_importable_and_its_exception_views_answer() -> None
     from pyramid_kvs.ratelimit import RateLimitError
 
     assert issubclass(RateLimitError, HTTPTooManyRequests)
-    config = Configurator(settings={"kvs.ratelimit": '{"window": 60, "limit": 1}'})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.ratelimit": '{"window": 60, "limit": 1}'})
     views(config)
     config.add_view(
         lambda exc, request: {"slow down": exc.outcome.retry_after > 0},
@@ -359,8 +357,7 @@ def test_rate_limit_error_is_importable_and_its_exception_views_answer() -> None
 def test_rate_limit_error_through_the_view_deriver() -> None:
     from pyramid_kvs.ratelimit import RateLimitError
 
-    config = Configurator(settings={"kvs.ratelimit.limits": "none"})
-    config.include("pyramid_kvs")
+    config = apps.configure({"kvs.ratelimit.limits": "none"})
     config.add_route("a", "/a")
     config.add_route("b", "/b")
     config.add_view(lambda request: {}, route_name="a", renderer="json", ratelimit="1/day")
@@ -414,8 +411,7 @@ def test_perlsess_has_key_as_1x_offered() -> None:
     from pyramid_kvs.storable import nfreeze
     from pyramid_kvs.testing import mock_store
 
-    config = Configurator(settings={"kvs.perlsess": '{"kvs": "memory"}'})
-    config.include("pyramid_kvs.testing")
+    config = apps.configure({"kvs.perlsess": '{"kvs": "memory"}'}, include="pyramid_kvs.testing")
     config.add_route("perl", "/perl")
     config.add_view(lambda request: {"has": request.perlsess.has_key("user")},
                     route_name="perl", renderer="json")  # fmt: skip
