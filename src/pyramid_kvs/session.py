@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyramid.exceptions import ConfigurationError
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, ConfigurationError
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.interfaces import ISession
 from pyramid.request import Request
@@ -81,6 +81,14 @@ _SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 H
 #: header tokens: visible ASCII, with inner spaces ("Bearer abc...")
 _TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z")
 _RESERVED = re.compile(r"^__.*__\Z", re.DOTALL)
+
+#: Requests that end in these save nothing and set no cookie.  Pyramid's CSRF check
+#: reads the token with ``get_csrf_token()``, which creates one for a client without
+#: a session: saving it would store a session for every forged request, and its
+#: cookie would replace the one of a logged-in user whose browser left it out of a
+#: cross-site POST (SameSite=Lax).  Other error answers still save: a view may
+#: ``raise HTTPFound`` after a login, or count failures before raising a 429 of its own.
+CSRF_REFUSALS: tuple[type[BaseException], ...] = (BadCSRFToken, BadCSRFOrigin)
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -800,6 +808,11 @@ class KVSSession(MutableMapping[str, Any]):
         factory = self._factory
         add_vary(response, factory.vary_headers)
         if self._unsaved:
+            return
+        refusal = getattr(request, "exception", None)
+        if isinstance(refusal, CSRF_REFUSALS):
+            # nothing stored, no cookie set or expired: see CSRF_REFUSALS
+            log.debug("a refused request (%s): its session is not saved", type(refusal).__name__)
             return
         try:
             self._save(response)
