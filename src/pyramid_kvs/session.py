@@ -364,6 +364,39 @@ class SessionFactory:
             return legacy.header_key(ref.header, ref.id)
         return legacy.cookie_key(ref.id) if ref.legacy else None
 
+    # -- the record format -----------------------------------------------------------
+
+    def encode_record(self, data: Mapping[str, Any], created: float) -> dict[str, bytes]:
+        """The record fields of a session holding *data*, first stored at *created*.
+
+        What a save writes; ``pyramid_kvs.testing`` seeds sessions with it.
+        """
+        for key in data:
+            _check_key(key)
+        fields = {key: self.codec.dumps(value) for key, value in data.items()}
+        fields[CREATED_FIELD] = repr(float(created)).encode("ascii")
+        return fields
+
+    def decode_record(self, fields: Mapping[str, bytes]) -> tuple[float, dict[str, Any]] | None:
+        """The creation time and data of a stored record, as a load reads them.
+
+        ``None`` for a record without its creation time (re-created by an update
+        that raced an ``invalidate()``: never a session); ``ValueError`` when a field
+        or the creation time does not decode.
+        """
+        raw_created = fields.get(CREATED_FIELD)
+        if raw_created is None:
+            return None
+        created = float(raw_created.decode("ascii"))
+        if not math.isfinite(created):
+            raise ValueError(f"creation time {created}")
+        data = {
+            name: self.codec.loads(value)
+            for name, value in fields.items()
+            if not _RESERVED.match(name)
+        }
+        return created, data
+
     def write_ttl(self, created: float, now: float) -> int | None:
         """The expiry of a write: the idle timeout, shortened by the lifetime cap."""
         ttl, lifetime = self.settings.ttl, self.settings.lifetime
@@ -558,22 +591,9 @@ class KVSSession(MutableMapping[str, Any]):
     def _adopt(self, ref: SessionRef, record: StoredRecord) -> bool:
         """Take the session in *record*; ``False`` when it is unusable."""
         factory = self._factory
-        fields = dict(record.fields)
-        raw_created = fields.pop(CREATED_FIELD, None)
-        if raw_created is None:
-            # written by an update that raced with invalidate() or expiry
-            log.info("a session record without its creation time: not adopted")
-            self._doomed.append(ref.key)
-            return False
+        fields = record.fields
         try:
-            created = float(raw_created.decode("ascii"))
-            if not math.isfinite(created):
-                raise ValueError(f"creation time {created}")
-            data = {
-                name: factory.codec.loads(value)
-                for name, value in fields.items()
-                if not _RESERVED.match(name)
-            }
+            decoded = factory.decode_record(fields)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError
             log.warning(
                 "a stored session does not decode as %s, starting a new one: %s",
@@ -581,6 +601,12 @@ class KVSSession(MutableMapping[str, Any]):
                 exc,
             )
             return False
+        if decoded is None:
+            # written by an update that raced with invalidate() or expiry
+            log.info("a session record without its creation time: not adopted")
+            self._doomed.append(ref.key)
+            return False
+        created, data = decoded
         lifetime = factory.settings.lifetime
         if lifetime is not None and factory.clock() - created >= lifetime:
             log.debug("session past its lifetime of %ss: starting a new one", lifetime)
@@ -766,10 +792,7 @@ class KVSSession(MutableMapping[str, Any]):
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"session keys are strings, not {type(key).__name__}")
-        if _RESERVED.match(key):
-            raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
+        _check_key(key)
         self._ensure_loaded()
         self._data[key] = value
 
@@ -872,6 +895,13 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"session keys are strings, not {type(key).__name__}")
+    if _RESERVED.match(key):
+        raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
 
 
 def _confirm(writes: list[Pending[Any]]) -> None:
