@@ -27,7 +27,7 @@ SHOWN_HEADERS = (
 
 #: what ``X-RateLimit-Reset`` counts down to, for each algorithm
 RESET_MEANS = {
-    "fixed": "Windows are aligned on the clock (for 10 seconds: :00, :10, :20...). "
+    "fixed": "Windows are fixed slices of the store's clock, one after the other. "
     "<code>X-RateLimit-Reset</code> counts down to the end of the current window, "
     "when the quota is full again.  After a 429, <code>Retry-After</code> is the same "
     "wait: nothing passes before the next window.",
