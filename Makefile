@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 # Stamps name the pyproject.toml they installed, so editing it reinstalls.
 PROJECT := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 # The demo needs pyramid_kvs and waitress only; the development install (tests,
-# linters) includes the demo's and stamps both.
+# linters, Playwright for the browser test) includes the demo's and stamps both.
 DEMO_STAMP := $(VENV)/.installed-demo-$(PROJECT)
 DEV_STAMP := $(VENV)/.installed-dev-$(PROJECT)
 
@@ -33,7 +33,8 @@ demo: $(DEMO_STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, then run the whole suite against real Redis, memcached, Perl.
+## Install what is missing, then run the whole suite against real Redis, memcached, Perl
+## and a headless Chromium.
 test: $(DEV_STAMP) system-deps
 	$(BIN)/ruff check src tests demo benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider
