@@ -10,7 +10,9 @@ PROJECT := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PROJECT)
 DEV_STAMP := $(VENV)/.installed-dev-$(PROJECT)
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test check lint bench system-deps clean
+
+CHECKED := src tests demo benchmarks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,16 +35,20 @@ demo: $(DEMO_STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, then run the whole suite against real Redis, memcached, Perl
-## and a headless Chromium.
-test: $(DEV_STAMP) system-deps
-	$(BIN)/ruff check src tests demo benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+## Install what is missing, check, then run the whole suite against real Redis, memcached,
+## Perl and a headless Chromium.
+test: $(DEV_STAMP) system-deps check
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=pyramid_kvs \
+		--cov-report=term-missing:skip-covered
 
-lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests demo benchmarks
-	$(BIN)/ruff format --check src tests demo benchmarks
+## Style, formatting, the import contracts (layers) and strict typing.
+check: $(DEV_STAMP)
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/lint-imports
 	$(BIN)/mypy src
+
+lint: check
 
 ## Benchmarks print ratios measured in one run; they are not part of the test suite.
 bench: $(DEV_STAMP) system-deps
