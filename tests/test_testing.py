@@ -74,6 +74,12 @@ def test_every_operation_is_recorded_with_its_ttl() -> None:
     cache.list_keys()
     del cache["lock"]
     store = mock_store(config.registry, "cache")
+    assert store.get_and_touch("hits", 45) == b"2" and store.get_and_touch("nothing", 45) is None
+    assert store.calls[-2:] == [
+        ("get_and_touch", "cache::hits"),
+        ("get_and_touch", "cache::nothing"),
+    ]
+    del store.calls[-2:]
     assert store.calls == [
         ("set_many", "cache::a"),
         ("set_many", "cache::b"),
@@ -87,7 +93,7 @@ def test_every_operation_is_recorded_with_its_ttl() -> None:
         ("scan", "cache::*"),
         ("delete", "cache::lock"),
     ]
-    assert store.last_ttl("a") == 90 and store.last_ttl("hits") == 30
+    assert store.last_ttl("a") == 90 and store.last_ttl("hits") == 45
     assert store.data == {"a": b"1", "hits": b"2"} and store.records == {}
     testing.tearDown()
 
@@ -163,6 +169,10 @@ def test_seeding_header_sessions_and_the_lifetime() -> None:
     token = sessions.seed({"user": "ada"}, token="api-token-1")
     assert token == "api-token-1" and sessions.cookie_name == "X-Auth-Token"
     assert app.get("/whoami", headers={"X-Auth-Token": token}).json == {"user": "ada"}
+    assert sessions.data(token) == {"user": "ada"} and sessions.calls(token) == [
+        "replace_record",
+        "load_record",
+    ]
     generated = sessions.seed({"user": "bob"})
     assert app.get("/whoami", headers={"X-Auth-Token": generated}).json == {"user": "bob"}
     # a session first stored 600 seconds ago is past its 500-second lifetime
