@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import pytest
@@ -18,8 +18,13 @@ from pyramid.request import Request
 from webtest import TestApp
 
 from pyramid_kvs.components import get_components
+from pyramid_kvs.ratelimit.cas import GCRA_CAS_ATTEMPTS
 from pyramid_kvs.ratelimit.limits import Limit
 from pyramid_kvs.ratelimit.settings import parse_ratelimit
+from pyramid_kvs.stores import Store, register
+from pyramid_kvs.stores.base import CompareAndSwapStore, StoredRecord
+from pyramid_kvs.stores.memcached import MemcachedStore
+from pyramid_kvs.stores.memory import MemoryStore
 from roundtrips import count_round_trips
 from servers import unused_port
 
@@ -183,9 +188,8 @@ def test_gcra_refills_on_the_store_clock(backend_url: str) -> None:
     app.get("/", status=429)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_exactly_limit_requests_pass_under_concurrency(backend_url: str, algorithm: str) -> None:
-    app = make_app(limited(backend_url, "20/day", **{"kvs.ratelimit.algorithm": algorithm}))
+def passes_under_concurrency(app: TestApp) -> list[bool]:
+    """Whether each of 80 checks of one holder passed, from 8 threads at once."""
     limiter = get_components(app.app.registry).ratelimiter
     assert limiter is not None
     passed = []
@@ -205,7 +209,171 @@ def test_exactly_limit_requests_pass_under_concurrency(backend_url: str, algorit
     for thread in threads:
         thread.join()
     assert len(passed) == 80
-    assert passed.count(True) == 20
+    return passed
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_exactly_limit_requests_pass_under_concurrency(backend_url: str, algorithm: str) -> None:
+    app = make_app(limited(backend_url, "20/day", **{"kvs.ratelimit.algorithm": algorithm}))
+    assert passes_under_concurrency(app).count(True) == 20
+
+
+# -- engines chosen by what the store can do ----------------------------------------------
+
+
+class ContractOnly(Store):
+    """A custom store with the contract and no capability: a memory store's data.
+
+    It has no client and no wire keys, so an engine that reached for them would fail.
+    """
+
+    name = "contract-only"
+
+    def __init__(self, key_prefix: str = "") -> None:
+        super().__init__(key_prefix)
+        self.data = MemoryStore()
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(self.full_key(key))
+
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        self.data.set(self.full_key(key), value, ttl)
+
+    def add(self, key: str, value: bytes, ttl: int | None = None) -> bool:
+        return self.data.add(self.full_key(key), value, ttl)
+
+    def delete(self, key: str) -> bool:
+        return self.data.delete(self.full_key(key))
+
+    def touch(self, key: str, ttl: int | None) -> bool:
+        return self.data.touch(self.full_key(key), ttl)
+
+    def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
+        return self.data.get_and_touch(self.full_key(key), ttl)
+
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
+        return self.data.incr(self.full_key(key), amount, ttl)
+
+    def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
+        return self.data.load_record(self.full_key(key), ttl)
+
+    def update_record(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str],
+        ttl: int | None,
+        base: StoredRecord | None = None,
+    ) -> None:
+        self.data.update_record(self.full_key(key), changed, removed, ttl, base)
+
+    def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
+        self.data.replace_record(self.full_key(key), fields, ttl)
+
+
+class CompareAndSwapOnly(ContractOnly, CompareAndSwapStore):
+    """The same store, offering compare-and-swap: its only capability.
+
+    The token is the value read, compared under the data's lock: enough for a rate
+    limit, whose values only move forward.
+    """
+
+    name = "cas-only"
+
+    def __init__(self, key_prefix: str = "") -> None:
+        super().__init__(key_prefix)
+        self.swaps = 0
+
+    def gets(self, key: str) -> tuple[bytes | None, object]:
+        value = self.get(key)
+        return value, value
+
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        with self.data.atomically():
+            if token is None or self.get(key) != token:
+                return False
+            self.set(key, value, ttl)
+            self.swaps += 1
+            return True
+
+
+class RenamedMemcached(MemcachedStore):
+    """memcached under another name: the engine does not go by names."""
+
+    name = "elasticache"
+
+
+class NeverSwaps(CompareAndSwapOnly):
+    """A store where another client always wins the race."""
+
+    name = "never-swaps"
+
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        self.swaps += 1  # here: the attempts
+        return False
+
+
+register("contract-only", lambda options: ContractOnly())
+register("cas-only", lambda options: CompareAndSwapOnly())
+register("never-swaps", lambda options: NeverSwaps())
+register("elasticache", RenamedMemcached.from_options)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_custom_store_with_compare_and_swap_rate_limits(algorithm: str) -> None:
+    settings = {"kvs.ratelimit.kvs": "cas-only", "kvs.ratelimit.algorithm": algorithm}
+    app = make_app({**settings, "kvs.ratelimit.limits": "3/day"})
+    limiter = get_components(app.app.registry).ratelimiter
+    assert limiter is not None and isinstance(limiter.store, CompareAndSwapOnly)
+    remaining = [app.get("/").headers["X-RateLimit-Remaining"] for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    refused = app.get("/", status=429)
+    assert int(refused.headers["Retry-After"]) > 0
+    assert limiter.store.swaps == (2 if algorithm == "gcra" else 0)  # the first one adds
+
+    app = make_app({**settings, "kvs.ratelimit.limits": "20/day"})
+    assert passes_under_concurrency(app).count(True) == 20
+
+
+def test_a_compare_and_swap_that_never_wins_gives_up_as_on_error_says() -> None:
+    app = make_app(
+        {
+            "kvs.ratelimit.kvs": "never-swaps",
+            "kvs.ratelimit.algorithm": "gcra",
+            "kvs.ratelimit.limits": "3/day",
+            "kvs.ratelimit.on_error": "deny",
+        }
+    )
+    app.get("/")  # the first check adds its value: no race to lose
+    app.get("/", status=503)
+    limiter = get_components(app.app.registry).ratelimiter
+    assert limiter is not None and isinstance(limiter.store, NeverSwaps)
+    assert limiter.store.swaps == GCRA_CAS_ATTEMPTS
+
+
+def test_memcached_under_another_name_rate_limits_as_memcached(memcached_address: str) -> None:
+    app = make_app(
+        {
+            "kvs.ratelimit": json.dumps(
+                {"kvs": "elasticache", "kvs_kwargs": {"servers": [memcached_address]}}
+            ),
+            "kvs.ratelimit.limits": "2/day",
+        }
+    )
+    app.get("/")
+    with count_round_trips() as trips:
+        app.get("/")
+    assert trips.memcached == 1  # as on memcached: one incr
+    app.get("/", status=429)
+
+
+def test_a_store_that_cannot_rate_limit_stops_the_application() -> None:
+    message = (
+        "kvs.ratelimit: the contract-only store cannot rate limit; use a memory, redis "
+        "or memcached store, or one that offers scripts, compare-and-swap or a local lock"
+    )
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        make_app({"kvs.ratelimit.kvs": "contract-only", "kvs.ratelimit.limits": "3/day"})
 
 
 # -- round trips ----------------------------------------------------------------------------

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
+import redis
 from pymemcache.client.base import Client as MemcacheClient
+from redis import connection as redis_connection
 
 from pyramid_kvs.stores import (
     Store,
@@ -19,8 +24,9 @@ from pyramid_kvs.stores import (
 )
 from pyramid_kvs.stores.memcached import THIRTY_DAYS, memcached_expiry, memcached_key
 from pyramid_kvs.stores.memory import MemoryStore
+from pyramid_kvs.stores.redis import INCR_WITH_TTL
 from roundtrips import count_round_trips
-from servers import unused_port
+from servers import start_redis, unused_port
 
 ODD_KEYS = [
     "plain",
@@ -210,13 +216,17 @@ def test_batch_runs_every_operation(store: Store) -> None:
         added = batch.add("existing", b"no", ttl=60)
         touched = batch.get_and_touch("existing", 60)
         deleted = batch.delete("missing")
-        assert len(batch) == 6
+        expiring = batch.touch("new", 60)
+        kept = batch.touch("existing", None)
+        absent = batch.touch("missing", None)
+        assert len(batch) == 9
     assert got.value == b"old"
     assert wrote.value is None
     assert counted.value == 2
     assert added.value is False
     assert touched.value == b"old"
     assert deleted.value is False
+    assert (expiring.value, kept.value, absent.value) == (True, True, False)
     assert store.get("new") == b"value"
 
 
@@ -277,6 +287,86 @@ def test_a_redis_batch_is_one_round_trip(store: Store) -> None:
         batch.set("c", b"1", ttl=10)
         batch.get_and_touch("c", 10)
     assert trips.redis == 1
+
+
+# -- Redis scripts: in full once, then by their digest ----------------------------------------
+
+
+@contextmanager
+def sent_to_redis() -> Iterator[list[bytes]]:
+    """The requests sent to Redis meanwhile, one bytes string each."""
+    sent: list[bytes] = []
+    connection = redis_connection.AbstractConnection
+    original = connection.send_packed_command
+
+    def recording(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        parts = command if isinstance(command, list) else [command]
+        sent.append(b"".join(bytes(part) for part in parts))
+        return original(self, command, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection, "send_packed_command", recording)
+        yield sent
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+def test_a_redis_script_is_sent_in_full_once_then_by_its_digest(store: Store) -> None:
+    source, digest = INCR_WITH_TTL.source.encode(), INCR_WITH_TTL.sha.encode()
+    store.ping()  # a new connection's handshake is not the scripts'
+    with sent_to_redis() as sent:
+        store.incr("n", 1, ttl=60)
+        store.incr("n", 1, ttl=60)
+        with store.batch() as batch:
+            batch.incr("n", 1, ttl=60)
+            batch.incr("other", 1, ttl=60)
+    first, second, pipelined = sent
+    assert source in first and b"EVALSHA" not in first
+    assert source not in second and b"EVALSHA" in second and digest in second
+    assert source not in pipelined and pipelined.count(digest) == 2
+    assert store.get("n") == b"3"
+
+
+@pytest.fixture
+def own_redis_store() -> Iterator[tuple[Store, redis.Redis]]:
+    """A Redis store on a server of its own (its script cache is flushed), and an admin."""
+    server = start_redis()
+    store = create_store("redis", {"host": server.host, "port": server.port})
+    admin = redis.Redis(host=server.host, port=server.port)
+    yield store, admin
+    admin.close()
+    store.close()
+    server.stop()
+
+
+def test_a_redis_server_that_lost_its_scripts_gets_them_in_full(
+    own_redis_store: tuple[Store, redis.Redis],
+) -> None:
+    store, admin = own_redis_store
+    store.set("plain", b"x")
+    store.replace_record("r", {"f": b"1"}, 60)
+    assert store.incr("n", 1, ttl=60) == 1
+    admin.script_flush()  # as a restart or a failover does
+    with count_round_trips() as trips:
+        assert store.incr("n", 1, ttl=60) == 2
+    assert trips.redis == 2  # refused by its digest, then sent in full
+    with count_round_trips() as trips:
+        assert store.incr("n", 1, ttl=60) == 3
+    assert trips.redis == 1
+
+    assert store.load_record("r", 60) is not None
+    admin.script_flush()
+    with count_round_trips() as trips, store.batch() as batch:
+        counted = batch.incr("n", 1, ttl=60)
+        record = batch.load_record("r", 60)
+        plain = batch.get("plain")
+    assert trips.redis == 2  # the refused scripts, again in full, in one more pipeline
+    assert counted.value == 4  # run once, not twice
+    assert record.value is not None and record.value.fields == {"f": b"1"}
+    assert plain.value == b"x"
+    with count_round_trips() as trips, store.batch() as batch:
+        counted = batch.incr("n", 1, ttl=60)
+        batch.load_record("r", 60)
+    assert trips.redis == 1 and counted.value == 5
 
 
 # -- outage ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One module per concern:
 
 ``limits``       limits ("15/second"), per-limit states, a request's ``Outcome``
 ``algorithms``   the arithmetic of fixed window, sliding window counter and GCRA
-``memory`` / ``redis`` / ``memcached``   each store's atomic implementation
+``engines``      the engine a store's capabilities give it: ``scripted`` (Redis),
+                 ``locked`` (memory) or ``cas`` (memcached), each atomic
 ``holders``      who a limit applies to (session, ip, userid, header, callable)
 ``limiter``      ``RateLimiter``: a check queued on a store batch
 ``headers``      legacy ``X-RateLimit-*`` and IETF ``RateLimit`` / ``RateLimit-Policy``

@@ -1,6 +1,6 @@
 """The rate limiter: settings, a store, and a check that joins a store batch.
 
-A check is expressed as operations queued on a :class:`~pyramid_kvs.stores.Batch`
+A check is expressed as operations queued on a ``Batch``
 and a result read after the batch ran, so it can share the batch - one round trip
 on Redis - with the rest of the request's store work::
 
@@ -13,7 +13,7 @@ on Redis - with the rest of the request's store work::
 Redis joins the pipeline with one script; memcached and memory have no pipeline to
 join and run their atomic sequence when the outcome is read.
 
-:meth:`RateLimiter.enforce` is the whole check of one request, shared by the tween
+``RateLimiter.enforce`` is the whole check of one request, shared by the tween
 and the view deriver: the batch, the session load riding in it, the verdict kept for
 the response headers, and the refusal raised.
 """
@@ -23,14 +23,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 from zope.interface import Interface, implementer
 
 from ..stores import Batch, Store, StoreError
-from ..stores.memory import MemoryStore
+from .engines import engine_for
 from .holders import HolderFunction, SessionReader, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
 from .refusal import RateLimitError, RateLimitUnavailable
@@ -44,48 +42,15 @@ DEFAULT_SCOPE = "default"
 OUTCOME_KEY = "pyramid_kvs.ratelimit.outcome"
 
 
-class Engine(Protocol):
-    """One store's implementation of the algorithms."""
-
-    def queue(
-        self, batch: Batch, base_key: str, limits: tuple[Limit, ...]
-    ) -> Callable[[], tuple[LimitState, ...]]:
-        """Queue the check of *limits* on *batch*; the callable reads its verdict."""
-
-
-def build_engine(store: Store, algorithm: str) -> Engine:
-    """The implementation of *algorithm* for *store*'s backend."""
-    if isinstance(store, MemoryStore):
-        from .memory import MemoryEngine
-
-        return MemoryEngine(store, algorithm)
-    if store.name == "redis":
-        from ..stores.redis import RedisStore
-        from .redis import RedisEngine
-
-        if isinstance(store, RedisStore):
-            return RedisEngine(store, algorithm)
-    if store.name == "memcached":
-        from ..stores.memcached import MemcachedStore
-        from .memcached import MemcachedEngine
-
-        if isinstance(store, MemcachedStore):
-            return MemcachedEngine(store, algorithm)
-    raise ConfigurationError(
-        f"kvs.ratelimit: the {store.name} store cannot rate limit; "
-        "use a memory, redis or memcached store"
-    )
-
-
 @dataclass(frozen=True)
 class Check:
-    """A queued check; :meth:`outcome` is available once its batch has run."""
+    """A queued check; ``outcome`` is available once its batch has run."""
 
     names: tuple[str, ...]
     resolve: Callable[[], tuple[LimitState, ...]]
 
     def outcome(self) -> Outcome:
-        """The verdict; raises :class:`~pyramid_kvs.stores.StoreError` on failure."""
+        """The verdict; raises ``StoreError`` on failure."""
         return Outcome(self.resolve(), self.names)
 
 
@@ -114,7 +79,7 @@ class RateLimiter:
         self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
-        self.engine = build_engine(store, settings.algorithm)
+        self.engine = engine_for(store, settings.algorithm)
 
     def queue(
         self,
@@ -150,8 +115,8 @@ class RateLimiter:
     ) -> None:
         """Check *request* against *limits*; raise the refusal when it does not pass.
 
-        Raises :class:`RateLimitError` (429) over the limit, and
-        :class:`RateLimitUnavailable` (503) when the store fails with
+        Raises ``RateLimitError`` (429) over the limit, and
+        ``RateLimitUnavailable`` (503) when the store fails with
         ``on_error = deny``; with ``on_error = allow`` a failure lets the request
         through unchecked, with a logged warning.  The verdict is kept for the
         response's headers (``request.ratelimit``).

@@ -1,7 +1,7 @@
 """Stores: the contract, and the registry that builds a store from its settings.
 
 Backends are registered explicitly by name (``register``), each with a factory that
-takes the ``kvs_kwargs`` mapping and returns a :class:`Store`.  Built-in backends live
+takes the ``kvs_kwargs`` mapping and returns a ``Store``.  Built-in backends live
 in their own modules and are imported only when used, so the client libraries stay
 optional extras: asking for Redis without redis-py names the extra to install.
 """
@@ -57,7 +57,8 @@ def _lazy(module: str, attribute: str, extra: str | None) -> StoreFactory:
             raise MissingExtra(
                 f"{exc.name or exc} is not installed: install pyramid-kvs[{extra}]"
             ) from exc
-        return store_class.from_options(options)  # type: ignore[no-any-return]
+        store: Store = store_class.from_options(options)
+        return store
 
     return factory
 
@@ -74,7 +75,7 @@ _ALIASES = {"memcache": "memcached"}
 def register(name: str, factory: StoreFactory) -> None:
     """Make a custom backend available as ``"kvs": name`` in the settings.
 
-    *factory* receives the ``kvs_kwargs`` mapping and returns a :class:`Store`
+    *factory* receives the ``kvs_kwargs`` mapping and returns a ``Store``
     (without key prefix: pyramid_kvs applies each component's own).
     """
     if not name or not isinstance(name, str):
@@ -95,7 +96,7 @@ def registered_names() -> list[str]:
 def create_store(name: str, options: Mapping[str, Any]) -> Store:
     """Build the store registered as *name* from its options.
 
-    Raises ``KeyError`` for an unknown name, :class:`MissingExtra` when the client
+    Raises ``KeyError`` for an unknown name, ``MissingExtra`` when the client
     library is missing, and ``TypeError`` / ``ValueError`` for bad options.
     """
     factory = _FACTORIES[canonical_name(name)]

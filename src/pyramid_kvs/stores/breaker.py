@@ -5,16 +5,16 @@ read the cache - and against a frozen or unreachable server each would wait for 
 own timeout.  The breaker makes the first failure count for everyone: once a call
 fails to reach the server, the breaker is *open* for ``down_for`` seconds and every
 call - from this request and from every other thread sharing the client - fails at
-once with :class:`StoreUnavailable`, without touching a socket.  A request therefore
+once with ``StoreUnavailable``, without touching a socket.  A request therefore
 waits for at most one timeout per server, however many operations it makes.
 
 When ``down_for`` has passed, one call is let through as a *probe* while the others
 keep failing fast: its success closes the breaker, its failure opens it again.  A
 server that comes back is in service at most ``down_for`` seconds later.
 
-Only failures to reach the server (:class:`StoreUnavailable`: refused, dropped, timed
+Only failures to reach the server (``StoreUnavailable``: refused, dropped, timed
 out) open the breaker.  A server that answers with an error (READONLY after a
-failover, OOM) is alive: its errors are :class:`StoreError` and pass through.
+failover, OOM) is alive: its errors are ``StoreError`` and pass through.
 
 One breaker guards one server, shared by every prefixed view of its client; the
 clock is injectable so that the tests walk through time without sleeping.
@@ -117,7 +117,7 @@ class CircuitBreaker:
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)``, unless the server is known to be down.
 
-        *function* must raise :class:`StoreUnavailable` when it cannot reach the
+        *function* must raise ``StoreUnavailable`` when it cannot reach the
         server (the store's error translation does that).
         """
         probe = self._admit()

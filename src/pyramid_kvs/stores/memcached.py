@@ -12,19 +12,19 @@ What this module adds to pymemcache, and why:
 * **TTL means the same as on Redis.** memcached reads an expiry over 30 days as an
   absolute Unix time; longer TTLs are converted to one.
 * **get-and-touch.** memcached has ``gat`` (read and reset the expiry in one command)
-  but pymemcache 4 does not wrap it; :class:`_GatClient` adds it through the same
+  but pymemcache 4 does not wrap it; ``_GatClient`` adds it through the same
   response parser pymemcache uses for ``get``.
-* **Flags survive.** Values come back as :class:`FlaggedBytes`, a ``bytes`` carrying
+* **Flags survive.** Values come back as ``FlaggedBytes``, a ``bytes`` carrying
   the item's client flags, which the Perl session reader needs (Cache::Memcached
   marks Storable and compressed values with them).
 
 * **Outages are outages.** Bounded connect and read timeouts by default, no
   client retries, a circuit breaker per server, and several servers
   (``memcached://h1:p1,h2:p2``) that never hand a dead server's keys to another:
-  see :mod:`.memcached_servers`.
+  see ``stores.memcached_servers``.
 
-memcached has no key listing: :meth:`Store.scan` raises
-:class:`UnsupportedOperation`.  ``pop`` is a read then a delete, not atomic.
+memcached has no key listing: ``Store.scan`` raises
+``UnsupportedOperation``.  ``pop`` is a read then a delete, not atomic.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .base import (
     THIRTY_DAYS,
-    Store,
+    CompareAndSwapStore,
     StoredRecord,
     StoreError,
     ValueTooLarge,
@@ -75,9 +75,11 @@ log = logging.getLogger(__name__)
 
 RECORD_MAGIC = b"\x00kvs-record-1\x00"
 _LENGTH = struct.Struct(">I")
-#: compare-and-swap attempts before an update gives up (each one means another
-#: client changed the same record in between)
-CAS_ATTEMPTS = 16
+#: compare-and-swap attempts before a record update gives up, each failed one meaning
+#: another client changed the record in between.  Only the overlapping requests of
+#: one session update its record, so few ever collide (the rate limiter, whose every
+#: request of a holder races on one key, allows more: ``ratelimit.cas``).
+RECORD_CAS_ATTEMPTS = 16
 
 
 def encode_record(fields: Mapping[str, bytes]) -> bytes:
@@ -90,7 +92,7 @@ def encode_record(fields: Mapping[str, bytes]) -> bytes:
 
 
 def decode_record(data: bytes) -> dict[str, bytes]:
-    """The fields of a value written by :func:`encode_record`; StoreError otherwise."""
+    """The fields of a value written by ``encode_record``; StoreError otherwise."""
     if not data.startswith(RECORD_MAGIC):
         raise WrongKind("memcached: the value is not a record")
     fields: dict[str, bytes] = {}
@@ -168,7 +170,7 @@ class MemcachedOptions:
     servers: list[tuple[str, int]]
     #: keyword arguments of each server's pymemcache ``PooledClient``
     client_kwargs: dict[str, Any]
-    #: seconds a server is left alone after a failure (see :mod:`.breaker`)
+    #: seconds a server is left alone after a failure (see ``stores.breaker``)
     down_for: float
 
 
@@ -178,7 +180,7 @@ def normalise_options(options: Mapping[str, Any]) -> MemcachedOptions:
     ``servers`` is a list of ``host:port`` (or one string of them, comma
     separated); ``down_for`` goes to the breakers; the other options are
     pymemcache's (``connect_timeout``, ``timeout``, ``max_pool_size``, ``no_delay``...),
-    the timeouts :data:`DEFAULT_CONNECT_TIMEOUT` and :data:`DEFAULT_READ_TIMEOUT`
+    the timeouts ``DEFAULT_CONNECT_TIMEOUT`` and ``DEFAULT_READ_TIMEOUT``
     unless given.  pymemcache's client does not retry.  ``HashClient``'s fail-over
     options are ignored with a warning and ``ignore_exc`` is refused, since each
     would turn an outage into moved or missing keys.  Raises ``ValueError`` naming
@@ -237,8 +239,12 @@ def _warn_ignored(names: list[str], why: str) -> None:
     log.warning(message)
 
 
-class MemcachedStore(Store):
-    """One or several memcached servers through pymemcache."""
+class MemcachedStore(CompareAndSwapStore):
+    """One or several memcached servers through pymemcache.
+
+    memcached's own ``gets`` / ``cas`` are the ``CompareAndSwapStore`` capability:
+    the records' updates and the rate limiter's checks are built on them.
+    """
 
     name = "memcached"
     can_scan = False
@@ -252,7 +258,7 @@ class MemcachedStore(Store):
     def from_options(cls, options: Mapping[str, Any]) -> MemcachedStore:
         """Build the client from ``{"servers": ["host:port", ...], ...}`` (or a URL's).
 
-        See :func:`normalise_options`.
+        See ``normalise_options``.
         """
         normalised = normalise_options(options)
         return cls(
@@ -265,14 +271,14 @@ class MemcachedStore(Store):
     def call(self, method: str, wire_key: bytes, *args: Any) -> Any:
         """pymemcache's *method* on the server of *wire_key*, as the store calls it.
 
-        Through that server's breaker, pymemcache's errors translated: for
-        components that need commands beyond the contract (``gets`` / ``cas`` for
-        the rate limiter), so that they handle outages exactly as the store does.
+        Through that server's breaker, pymemcache's errors translated: every command
+        of the store goes through here.  Components needing more than the contract
+        use the store's capabilities (``gets`` / ``cas``), which take contract keys.
         """
         return self.client.call(method, wire_key, *args)
 
     def get(self, key: str) -> bytes | None:
-        return self.call("get", self._key(key))  # type: ignore[no-any-return]
+        return cast("bytes | None", self.call("get", self._key(key)))
 
     def get_bounded(self, key: str, max_size: int) -> bytes | None:
         """One ``get`` whose body is not read when its header announces too many bytes.
@@ -280,10 +286,10 @@ class MemcachedStore(Store):
         The connection is then closed, dropping the unread bytes with it, and the
         pool opens a new one for the next request.
         """
-        value = self.call("get_bounded", self._key(key), max_size)
+        value = cast("bytes | None", self.call("get_bounded", self._key(key), max_size))
         if value is not None and len(value) > max_size:  # a client that read it anyway
             raise ValueTooLarge(len(value), max_size)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -314,7 +320,7 @@ class MemcachedStore(Store):
         return bool(self.call("touch", self._key(key), memcached_expiry(ttl)))
 
     def get_and_touch(self, key: str, ttl: int | None) -> bytes | None:
-        return self.call("gat", self._key(key), memcached_expiry(ttl))  # type: ignore[no-any-return]
+        return cast("bytes | None", self.call("gat", self._key(key), memcached_expiry(ttl)))
 
     def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
         wire_key = self._key(key)
@@ -338,6 +344,16 @@ class MemcachedStore(Store):
             result = self.call("decr", wire_key, -amount)
         return None if result is None else int(result)
 
+    # -- compare-and-swap ----------------------------------------------------------------
+
+    def gets(self, key: str) -> tuple[bytes | None, object]:
+        value, token = self.call("gets", self._key(key))
+        return value, token
+
+    def cas(self, key: str, value: bytes, token: object, ttl: int | None = None) -> bool:
+        # pymemcache answers None when the key is gone, False when it changed
+        return bool(self.call("cas", self._key(key), value, token, memcached_expiry(ttl)))
+
     # -- records: one value per record, updated by compare-and-swap ------------------
 
     def load_record(self, key: str, ttl: int | None) -> StoredRecord | None:
@@ -356,27 +372,26 @@ class MemcachedStore(Store):
     ) -> None:
         if not changed and not removed:
             return
-        wire_key = self._key(key)
-        expiry = memcached_expiry(ttl)
+        check_ttl(ttl)
         for value in changed.values():
             check_value(value)
-        for _ in range(CAS_ATTEMPTS):
+        for _ in range(RECORD_CAS_ATTEMPTS):
             if base is None or base.version is None:
-                value, cas = self.call("gets", wire_key)
-                base = None if value is None else StoredRecord(decode_record(value), cas)
+                stored, token = self.gets(key)
+                base = None if stored is None else StoredRecord(decode_record(stored), token)
             fields = {} if base is None else dict(base.fields)
             for name in removed:
                 fields.pop(name, None)
             fields.update(changed)
             if base is None:
-                if not fields or self.call("add", wire_key, encode_record(fields), expiry):
+                if not fields or self.add(key, encode_record(fields), ttl):
                     return
             elif not fields:
                 # memcached has no compare-and-delete: deleting an emptied record
                 # may drop a field another client added in this instant.
-                self.call("delete", wire_key)
+                self.delete(key)
                 return
-            elif self.call("cas", wire_key, encode_record(fields), base.version, expiry):
+            elif self.cas(key, encode_record(fields), base.version, ttl):
                 return
             base = None  # someone else wrote in between: merge into their version
         raise StoreError(f"memcached: {key!r} kept changing; update abandoned")

@@ -6,23 +6,23 @@ as they would with it).  This module replaces ``HashClient`` because of what it 
 when a server fails: it takes the server out of the ring, and the server's keys
 silently move to the others.  For a cache that is a cold miss; for sessions it is a
 silent logout, and for a rate limiter a fresh counter.  Here every server keeps its
-place in the ring: while one is down, *its* keys raise :class:`StoreUnavailable` -
+place in the ring: while one is down, *its* keys raise ``StoreUnavailable`` -
 which the cache takes as a miss and sessions as an outage - and the other servers'
 keys keep working.
 
-Each server has its own :class:`~.breaker.CircuitBreaker`, so a dead server costs
+Each server has its own ``CircuitBreaker`` (``stores.breaker``), so a dead server costs
 one timeout, then fails fast until it answers again, without closing the others.
 
-:func:`translate_errors` is memcached's one translation of pymemcache's errors: the
-store, its batches and the rate limiter's memcached engine all call through
-:meth:`MemcachedServers.call`, which applies it.
+``translate_errors`` is memcached's one translation of pymemcache's errors: the
+store, its batches and its compare-and-swap (which the rate limiter uses) all call
+through ``MemcachedServers.call``, which applies it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
@@ -36,8 +36,8 @@ def translate_errors(exc: Exception) -> StoreError:
     """The pyramid_kvs error for a pymemcache (or socket) exception.
 
     Not reaching the server - refused, timed out, connection dropped - is
-    :class:`StoreUnavailable`.  Anything the server answered (``SERVER_ERROR out of
-    memory``, a value over the item size, a bad key) is a plain :class:`StoreError`:
+    ``StoreUnavailable``.  Anything the server answered (``SERVER_ERROR out of
+    memory``, a value over the item size, a bad key) is a plain ``StoreError``:
     the server is up, and the breaker stays closed.
     """
     message = f"memcached: {str(exc) or type(exc).__name__}"
@@ -54,22 +54,22 @@ def translated(function: Callable[..., Any], *args: Any) -> Any:
         raise translate_errors(exc) from exc
 
 
-class _GatClient(Client):
+class _GatClient(Client):  # pymemcache is untyped: Client is Any to mypy
     """pymemcache's client plus ``gat`` (get and touch) and a size-bounded ``get``."""
 
-    #: while :meth:`get_bounded` runs: the most bytes a value may have
+    #: while ``get_bounded`` runs: the most bytes a value may have
     _value_limit: int | None = None
 
     def gat(self, key: bytes, expire: int) -> bytes | None:
         # "gat <exptime> <key>" answers exactly like "get <key>", so pymemcache's
         # own reader parses it.
         found = self._fetch_cmd(b"gat " + str(int(expire)).encode(), [key], False)
-        return found.get(key)  # type: ignore[no-any-return]
+        return cast("bytes | None", found.get(key))
 
     def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
         """``gat`` that also returns the CAS token, like ``gets``."""
         found = self._fetch_cmd(b"gats " + str(int(expire)).encode(), [key], True)
-        return found.get(key, (None, None))  # type: ignore[no-any-return]
+        return cast("tuple[bytes | None, Any]", found.get(key, (None, None)))
 
     def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
         """``get`` refusing a value of more than *max_size* bytes before reading it.
@@ -77,7 +77,7 @@ class _GatClient(Client):
         memcached cannot be asked to send a value only below a size, but every value
         arrives behind a ``VALUE <key> <flags> <bytes>`` line.  pymemcache reads that
         line, then the body, in ``_extract_value`` (the hook it provides for
-        subclasses); ours raises :class:`ValueTooLarge` on the announced size before
+        subclasses); ours raises ``ValueTooLarge`` on the announced size before
         the body is read, and ``_fetch_cmd`` closes the connection on any error,
         unread bytes included.  The server answered: for the breaker, that is no
         outage.
@@ -87,7 +87,7 @@ class _GatClient(Client):
             found = self._fetch_cmd(b"get", [key], False)
         finally:
             self._value_limit = None
-        return found.get(key)  # type: ignore[no-any-return]
+        return cast("bytes | None", found.get(key))
 
     def _extract_value(
         self,
@@ -103,25 +103,26 @@ class _GatClient(Client):
             fields = line.split()
             if len(fields) > 3 and fields[3].isdigit() and int(fields[3]) > limit:
                 raise ValueTooLarge(int(fields[3]), limit)
-        return super()._extract_value(expect_cas, line, buf, remapped_keys, prefixed_keys)
+        extracted = super()._extract_value(expect_cas, line, buf, remapped_keys, prefixed_keys)
+        return cast("tuple[Any, Any, bytes]", extracted)
 
 
-class _PooledGatClient(PooledClient):
-    """A thread-safe pool of :class:`_GatClient` connections to one server."""
+class _PooledGatClient(PooledClient):  # PooledClient is Any to mypy too
+    """A thread-safe pool of ``_GatClient`` connections to one server."""
 
     client_class = _GatClient
 
     def gat(self, key: bytes, expire: int) -> bytes | None:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
-            return client.gat(key, expire)  # type: ignore[no-any-return]
+            return cast("bytes | None", client.gat(key, expire))
 
     def gats(self, key: bytes, expire: int) -> tuple[bytes | None, Any]:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
-            return client.gats(key, expire)  # type: ignore[no-any-return]
+            return cast("tuple[bytes | None, Any]", client.gats(key, expire))
 
     def get_bounded(self, key: bytes, max_size: int) -> bytes | None:
         with self.client_pool.get_and_release(destroy_on_fail=True) as client:
-            return client.get_bounded(key, max_size)  # type: ignore[no-any-return]
+            return cast("bytes | None", client.get_bounded(key, max_size))
 
 
 class Server:
@@ -148,7 +149,7 @@ class Server:
 class MemcachedServers:
     """The servers of one memcached store, each key on one of them, none ever dropped.
 
-    This is the client a :class:`~.memcached.MemcachedStore` and its prefixed views
+    This is the client a ``memcached.MemcachedStore`` and its prefixed views
     share.  Keys are wire keys (bytes, already valid for memcached).
     """
 
@@ -178,8 +179,8 @@ class MemcachedServers:
     def call(self, method: str, key: bytes, *args: Any) -> Any:
         """pymemcache's *method* (``get``, ``cas``, ``gat``...) on *key*'s server.
 
-        Raises :class:`StoreUnavailable` when that server cannot be reached (or has
-        just failed), :class:`StoreError` when it answers with an error.
+        Raises ``StoreUnavailable`` when that server cannot be reached (or has
+        just failed), ``StoreError`` when it answers with an error.
         """
         return self.server_for(key).call(method, key, *args)
 

@@ -23,10 +23,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from .base import (
-    Store,
+    LockingStore,
     StoredRecord,
     WrongKind,
     check_ttl,
@@ -36,9 +36,17 @@ from .base import (
 
 DEFAULT_MAX_ENTRIES = 100_000
 
+M = TypeVar("M", bound="MemoryStore")
+#: what an entry holds: bytes, or a record's fields
+Entry = bytes | dict[str, bytes]
 
-class MemoryStore(Store):
-    """A thread-safe, TTL-aware dictionary of bytes, LRU-bounded per key prefix."""
+
+class MemoryStore(LockingStore):
+    """A thread-safe, TTL-aware dictionary of bytes, LRU-bounded per key prefix.
+
+    Its lock and clock are the ``LockingStore`` capability: the rate limiter's
+    checks run inside the lock instead of a script.
+    """
 
     name = "memory"
 
@@ -61,9 +69,9 @@ class MemoryStore(Store):
         self._data = self._areas[key_prefix] = _Area()
         self._lock = threading.RLock()
 
-    def with_prefix(self, key_prefix: str) -> MemoryStore:
+    def with_prefix(self: M, key_prefix: str) -> M:
         """A view under *key_prefix*, in that prefix's own area of this store."""
-        clone: MemoryStore = super().with_prefix(key_prefix)  # type: ignore[assignment]
+        clone = super().with_prefix(key_prefix)
         with self._lock:
             clone._data = self._areas.setdefault(key_prefix, _Area())
         return clone
@@ -79,11 +87,11 @@ class MemoryStore(Store):
 
     # The lock and the data are shared by every prefixed view (see with_prefix).
 
-    def atomically(self) -> AbstractContextManager[Any]:
+    def atomically(self) -> AbstractContextManager[object]:
         """Hold the store's lock: a read-modify-write inside is atomic for every caller.
 
         The lock is reentrant, so the store's own methods work inside the block; it
-        is what the rate limiter's memory algorithms use instead of a script.
+        is what the rate limiter's checks use on this store instead of a script.
         """
         return self._lock
 
@@ -95,7 +103,7 @@ class MemoryStore(Store):
         ttl = check_ttl(ttl)
         return None if ttl is None else self._clock() + ttl
 
-    def _live(self, full_key: str) -> bytes | None:
+    def _live(self, full_key: str) -> Entry | None:
         """The live value under *full_key*, dropping it if expired; caller holds the lock."""
         item = self._data.get(full_key)
         if item is None:
@@ -113,7 +121,7 @@ class MemoryStore(Store):
             raise WrongKind(f"{full_key!r} holds a record, not a value")
         return value
 
-    def _put(self, full_key: str, value: Any, expires_at: float | None) -> None:
+    def _put(self, full_key: str, value: Entry, expires_at: float | None) -> None:
         """Store bytes (or a record's dict), evicting the least recently used entries."""
         if not isinstance(value, dict):
             check_value(value)
@@ -184,10 +192,7 @@ class MemoryStore(Store):
             if current is None:
                 result = amount
             else:
-                try:
-                    result = int(current) + amount  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    raise WrongKind(f"the value under {key!r} is not an integer") from None
+                result = _as_int(current, key) + amount
                 expires_at = self._data[full_key][1]
             self._put(full_key, str(result).encode(), expires_at)
             return result
@@ -209,7 +214,7 @@ class MemoryStore(Store):
             record = self._live_record(full_key)
             if record is None:
                 return None
-            self._data[full_key] = (record, expires_at)  # type: ignore[assignment]
+            self._data[full_key] = (record, expires_at)
             return StoredRecord(dict(record))
 
     def update_record(
@@ -236,12 +241,12 @@ class MemoryStore(Store):
             self._put_record(self.full_key(key), record, expires_at)
 
     def _live_record(self, full_key: str) -> dict[str, bytes] | None:
-        value: Any = self._live(full_key)
+        value = self._live(full_key)
         if value is None:
             return None
         if not isinstance(value, dict):
             raise WrongKind(f"{full_key!r} does not hold a record")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def _put_record(
         self, full_key: str, record: dict[str, bytes], expires_at: float | None
@@ -276,7 +281,17 @@ class MemoryStore(Store):
                 area.clear()
 
 
-class _Area(OrderedDict[str, tuple[Any, float | None]]):
+def _as_int(value: Entry, key: str) -> int:
+    """The integer *value* holds; ``WrongKind`` for anything else, a record included."""
+    if isinstance(value, bytes):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise WrongKind(f"the value under {key!r} is not an integer")
+
+
+class _Area(OrderedDict[str, tuple[Entry, float | None]]):
     """The entries of one key prefix, least recently used first.
 
     Full key -> (value, absolute expiry on the store's clock or None); the value is

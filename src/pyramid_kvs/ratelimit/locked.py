@@ -1,10 +1,11 @@
-"""Rate limiting on the memory store: each check is one critical section.
+"""Rate limiting under a lock: each check is one critical section.
 
-The store's lock is held while the state of every limit is read, judged and written,
-so concurrent requests of one process are counted exactly.  The clock is the
-store's own (injectable), which lets the tests walk through windows without
-sleeping.  State is kept as short ASCII values: ``"<window index> <count>
-<previous count>"`` for counters, the arrival time for GCRA.
+For stores with the ``LockingStore`` capability (the memory store).  The store's
+lock is held while the state of every limit is read, judged and written, so
+concurrent requests of one process are counted exactly.  The clock is the store's
+own (injectable), which lets the tests walk through windows without sleeping.
+State is kept as short ASCII values: ``"<window index> <count> <previous count>"``
+for counters, the arrival time for GCRA.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import math
 from collections.abc import Callable, Sequence
 
 from ..stores import Batch, StoreError
-from ..stores.memory import MemoryStore
+from ..stores.base import LockingStore
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
 
 
-class MemoryEngine:
-    """The three algorithms on a :class:`MemoryStore`; no I/O, no round trip."""
+class LockedEngine:
+    """The three algorithms on a ``LockingStore``; no I/O, no round trip."""
 
-    def __init__(self, store: MemoryStore, algorithm: str) -> None:
+    def __init__(self, store: LockingStore, algorithm: str) -> None:
         self.store = store
         self.algorithm = algorithm
 

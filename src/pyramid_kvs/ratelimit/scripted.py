@@ -1,15 +1,16 @@
-"""Rate limiting on Redis: every limit of a request in one script, one command.
+"""Rate limiting by a script: every limit of a request checked in one atomic command.
 
-The script reads each limit's state, decides, and writes only if *every* limit has
-room, so several limits are checked all-or-nothing and no interleaving of clients
-can let an extra request through.  It reads the time from Redis (``TIME``): every
-web server shares the store's clock, and a skewed server clock cannot move a window.
+For stores with the ``ScriptingStore`` capability (Redis).  The script reads each
+limit's state, decides, and writes only if *every* limit has room, so several
+limits are checked all-or-nothing and no interleaving of clients can let an extra
+request through.  It reads the time from the server (``TIME``): every web server
+shares the store's clock, and a skewed server clock cannot move a window.
 
-The check is queued on a :class:`~pyramid_kvs.stores.redis.RedisBatch` (an
-``EVAL`` in the pipeline), so it travels in the same round trip as whatever else the
-request batches - the session load, for one.  The script returns the time it used
-and the state it found; the remaining quota and the waits are computed in Python by
-:mod:`~pyramid_kvs.ratelimit.algorithms`, the same code the other stores use.
+The check is queued on the request's batch (``ScriptingBatch.run_script``), so it
+travels in the same round trip as whatever else the request batches - the session
+load, for one.  The script returns the time it used and the state it found; the
+remaining quota and the waits are computed in Python by ``algorithms``, the same
+code the other engines use.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..stores import Batch
-from ..stores.redis import RedisBatch, RedisStore
+from ..stores.base import Script, ScriptArg, ScriptingBatch, ScriptingStore
 from . import algorithms
 from .limits import Limit, LimitState, limit_key
 
@@ -36,7 +37,7 @@ local reply = {string.format('%.6f', now), 1}
 # KEYS: one hash per limit {i: window index, c: its count, p: previous window's count}.
 # ARGV: '1' for the sliding window, '0' for fixed; then amount, window per limit.
 # Reply: now, consumed, then allowed, current, previous per limit (counts before).
-COUNTERS = (
+COUNTERS = Script(
     _PROLOGUE
     + """
 local sliding = ARGV[1] == '1'
@@ -82,7 +83,7 @@ return reply
 # KEYS: one string per limit, the theoretical arrival time.
 # ARGV: amount, window per limit.
 # Reply: now, consumed, then allowed and the saved arrival time ('' if none) per limit.
-GCRA = (
+GCRA = Script(
     _PROLOGUE
     + """
 local arrivals = {}
@@ -117,28 +118,36 @@ return reply
 )
 
 
-class RedisEngine:
-    """The three algorithms on a :class:`RedisStore`: one ``EVAL`` per check."""
+class ScriptedEngine:
+    """The three algorithms on a ``ScriptingStore``: one script per check."""
 
-    def __init__(self, store: RedisStore, algorithm: str) -> None:
+    def __init__(self, store: ScriptingStore, algorithm: str) -> None:
         self.store = store
         self.algorithm = algorithm
 
     def queue(
         self, batch: Batch, base_key: str, limits: Sequence[Limit]
     ) -> Callable[[], tuple[LimitState, ...]]:
-        if not isinstance(batch, RedisBatch):
-            raise TypeError("a Redis rate limit check needs a batch of its Redis store")
-        full_keys = [self.store.full_key(limit_key(base_key, limit)) for limit in limits]
-        args: list[Any] = []
+        if not isinstance(batch, ScriptingBatch):
+            raise TypeError(f"a rate limit check needs a batch of its {self.store.name} store")
+        keys = [limit_key(base_key, limit) for limit in limits]
+        args: list[ScriptArg] = []
         for limit in limits:
             args += [limit.amount, limit.window]
         if self.algorithm == "gcra":
-            pending = batch.eval(GCRA, full_keys, args)
-            return lambda: self._gcra_states(pending.value, limits)
-        sliding = self.algorithm == "sliding"
-        pending = batch.eval(COUNTERS, full_keys, ["1" if sliding else "0", *args])
-        return lambda: self._counter_states(pending.value, limits, sliding)
+            pending = batch.run_script(
+                GCRA, keys, args, lambda reply: self._gcra_states(reply, limits), store=self.store
+            )
+        else:
+            sliding = self.algorithm == "sliding"
+            pending = batch.run_script(
+                COUNTERS,
+                keys,
+                ["1" if sliding else "0", *args],
+                lambda reply: self._counter_states(reply, limits, sliding),
+                store=self.store,
+            )
+        return lambda: pending.value
 
     @staticmethod
     def _counter_states(
