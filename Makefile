@@ -2,33 +2,47 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+# Stamps name the pyproject.toml they installed, so editing it reinstalls.
+PROJECT := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+# The demo needs pyramid_kvs and waitress only; the development install (tests,
+# linters, Playwright for the browser test) includes the demo's and stamps both.
+DEMO_STAMP := $(VENV)/.installed-demo-$(PROJECT)
+DEV_STAMP := $(VENV)/.installed-dev-$(PROJECT)
 
 .PHONY: demo test check lint bench system-deps clean
 
 CHECKED := src tests demo benchmarks
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[demo]'
+	rm -f $(VENV)/.installed-demo-*
 	touch $@
 
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@ $(DEMO_STAMP)
+
 ## Serve the demo application on http://localhost:6543 (memory store, no server needed).
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	PYTHONPATH=demo $(BIN)/pserve demo/demo.ini
 
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, check, then run the whole suite against real Redis, memcached, Perl.
-test: $(STAMP) system-deps check
+## Install what is missing, check, then run the whole suite against real Redis, memcached,
+## Perl and a headless Chromium.
+test: $(DEV_STAMP) system-deps check
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=pyramid_kvs \
 		--cov-report=term-missing:skip-covered
 
 ## Style, formatting, the import contracts (layers) and strict typing.
-check: $(STAMP)
+check: $(DEV_STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/lint-imports
@@ -37,8 +51,8 @@ check: $(STAMP)
 lint: check
 
 ## Benchmarks print ratios measured in one run; they are not part of the test suite.
-bench: $(STAMP) system-deps
+bench: $(DEV_STAMP) system-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

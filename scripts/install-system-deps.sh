@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the servers and Perl modules the test suite talks to, when missing.
+# Install the servers, Perl modules and browser the test suite talks to, when missing.
 # Debian/Ubuntu packages; needs root (CI runs as root). Prints what to do otherwise.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ perl -MRedis -e1 >/dev/null 2>&1 || need+=(libredis-perl)
 perl -MCache::Memcached::Fast -e1 >/dev/null 2>&1 || need+=(libcache-memcached-fast-perl)
 perl -MPlack::Session::Store::Cache -MPlack::Session::Store::File -MPlack::Test \
     -MHTTP::Request::Common -e1 >/dev/null 2>&1 || need+=(libplack-middleware-session-perl)
+# the browser test drives Debian's Chromium (Playwright cannot download its own here)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

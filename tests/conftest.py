@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 import redis
@@ -85,3 +85,17 @@ def store(backend: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     built = create_store(name, options).with_prefix("test::")
     yield built
     built.close()
+
+
+#: each test's reports by phase ("setup", "call", "teardown"), for fixtures that act
+#: on a failure (the browser test's screenshots)
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report

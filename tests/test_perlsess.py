@@ -411,16 +411,22 @@ def test_a_cookie_header_that_is_not_utf8_is_not_a_500(
     assert "not UTF-8" in caplog.text
 
 
-def test_a_missing_cookie_or_key_gives_an_empty_session_and_a_warning(
+def test_a_missing_cookie_or_key_gives_an_empty_session_and_no_warning(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # a visitor who never logged in on the Perl side, or whose session expired, is
+    # routine: no warning for either, only DEBUG and INFO lines
     app = redis_app(redis_url)
-    with caplog.at_level(logging.WARNING, "pyramid_kvs.perlsess"):
+    with caplog.at_level(logging.DEBUG, "pyramid_kvs.perlsess"):
         assert app.get("/").json == {"session_id": None, "data": {}, "expired": False}
-        assert "no session_id cookie" in caplog.text
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("DEBUG", "perlsess: no session_id cookie: the Perl session is empty")
+        ]
         caplog.clear()
         assert read(app, "session_id", "0" * 32)["data"] == {}
-        assert "no session 000000... in the store" in caplog.text
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("INFO", "perlsess: no session 000000... in the store")
+        ]
 
 
 def test_an_unreachable_store_gives_an_empty_session_and_a_warning(

@@ -319,6 +319,91 @@ def test_pyramid_csrf_check_end_to_end(backend_url: str) -> None:
     assert app.post("/form", {"csrf_token": rotated}).json == {"posted": True}
 
 
+def csrf_form(config: Configurator) -> None:
+    """A form under Pyramid's default CSRF check, whose error page uses the session
+    (as a layout showing flash messages and a token would)."""
+    from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
+    from pyramid.httpexceptions import HTTPSeeOther
+
+    def refused(exc: Exception, request: Any) -> dict[str, Any]:
+        request.response.status = 400
+        request.session.flash("refused")
+        return {"refused": type(exc).__name__, "token": request.session.get_csrf_token()}
+
+    def redirect(request: Any) -> None:
+        request.session["redirected"] = True
+        raise HTTPSeeOther("/show")
+
+    config.set_default_csrf_options(require_csrf=True)
+    config.add_route("form", "/form")
+    config.add_view(lambda request: {"token": request.session.get_csrf_token()},
+                    route_name="form", request_method="GET", renderer="json")  # fmt: skip
+    config.add_view(lambda request: {"posted": True}, route_name="form",
+                    request_method="POST", renderer="json")  # fmt: skip
+    for refusal in (BadCSRFToken, BadCSRFOrigin):
+        config.add_view(refused, context=refusal, renderer="json")
+    config.add_route("redirect", "/redirect")
+    config.add_view(redirect, route_name="redirect")
+
+
+def csrf_app(url: str) -> TestApp:
+    return apps.make_app({"kvs.session.url": url, "kvs.session.secret": SECRET}, views, csrf_form)
+
+
+HTTPS = {"wsgi.url_scheme": "https", "HTTP_HOST": "shop.example"}
+EVIL_ORIGIN = {"Origin": "https://evil.example"}
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_forged_post_without_a_cookie_stores_nothing_and_sets_no_cookie(
+    backend: str, backend_url: str
+) -> None:
+    app = csrf_app(backend_url)
+    warm(app)
+    with count_round_trips() as trips:
+        forged = [
+            app.post("/form", {"csrf_token": "forged"}, status=400),
+            app.post("/form", status=400),  # no token at all
+            app.post("/form", headers=EVIL_ORIGIN, extra_environ=HTTPS, status=400),
+        ]
+    refusals = [response.json["refused"] for response in forged]
+    assert refusals == ["BadCSRFToken", "BadCSRFToken", "BadCSRFOrigin"]
+    assert all("Set-Cookie" not in response.headers for response in forged)
+    assert app.cookies == {}
+    assert trips.total == 0  # not even a write
+    assert list(session_store(app).scan()) == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_logged_in_users_cookie_survives_a_forged_post(backend: str, backend_url: str) -> None:
+    user = csrf_app(backend_url)
+    cookie = cookie_of(user.get("/set/user/%22ada%22"))
+    token = user.get("/form").json["token"]
+    assert cookie is not None
+    stored = sorted(session_store(user).scan())
+    # a cross-site form: the browser leaves the SameSite=Lax cookie out, so the
+    # request comes from a client without a session; its answer must set no cookie,
+    # which the browser would put in place of the user's
+    cross_site = TestApp(user.app)
+    response = cross_site.post("/form", {"csrf_token": "forged", "user": "mallory"}, status=400)
+    assert response.json["refused"] == "BadCSRFToken" and cookie_of(response) is None
+    # the same with the cookie sent and a wrong token: the session is left as it was
+    response = user.post("/form", {"csrf_token": "forged"}, status=400)
+    assert cookie_of(response) is None
+    assert sorted(session_store(user).scan()) == stored
+    assert user.cookies["session_id"] == cookie
+    shown = user.get("/show").json
+    assert shown["data"] == {"user": "ada", "_csrf_token": token}  # no "refused" flash
+    assert user.post("/form", {"csrf_token": token}).json == {"posted": True}
+
+
+def test_other_error_answers_still_save_the_session(backend_url: str) -> None:
+    app = csrf_app(backend_url)
+    response = app.get("/redirect", status=303)  # the view raised HTTPSeeOther
+    assert cookie_of(response)
+    assert app.get("/show").json["data"] == {"redirected": True}
+
+
 # -- laziness and round trips ------------------------------------------------------------
 
 

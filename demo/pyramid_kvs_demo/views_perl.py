@@ -20,10 +20,7 @@ from pyramid.view import view_config
 from pyramid_kvs import get_components
 from pyramid_kvs.perlsess import PerlSessionReader
 
-from . import MENU, ROUTES, page
-
-MENU.append(("perl", "Perl session"))
-ROUTES.extend([("perl", "/perl"), ("perl_login", "/perl/login"), ("perl_forge", "/perl/forge")])
+from . import page, store_note
 
 #: how long the sample session lives, by CGI::Session's own expiry fields
 SAMPLE_LIFETIME = 3600
@@ -91,18 +88,24 @@ def perl_page(request: Any) -> Any:
         state = f"""
 <p class="hit">Logged in on the Perl side as <b>{escape(str(session["name"]))}</b>
 (session <code>{shown}...</code>).</p>
-<table>{_rows(session)}</table>"""
+<table id="perl-session">{_rows(session)}</table>"""
     elif session.expired:
         state = '<p class="miss">The Perl session has expired (CGI::Session expiry).</p>'
     else:
         state = '<p class="miss">No Perl session: <code>request.perlsess</code> is empty.</p>'
+    cookie = escape(perl_sessions(request).settings.cookie_name)
     body = f"""
 <p>A Perl application (CGI::Session, Plack, Cache::Memcached...) keeps its sessions in a
 store this Pyramid application shares.  <code>request.perlsess</code> reads the one its
-cookie names: one store read, on first use, never written back.</p>
+cookie names: one store read, on first use, never written back.  Here the Perl
+site's cookie is <code>{cookie}</code> (<code>kvs.perlsess.cookie_name</code>, as
+CGI::Session names it), separate from this application's own session cookie.</p>
+{store_note(perl_sessions(request).store, "kvs.perlsess")}
 {state}
-<p><a href="{login}">Log in on the "Perl side"</a> (writes a Storable session with
-<code>pyramid_kvs.storable.nfreeze</code> and sets the cookie) |
-<a href="{forge}">Send a forged cookie</a> (empty session, logged warning, no error)</p>
+<p><a id="perl-login" href="{login}">Log in on the "Perl side"</a> (writes a Storable
+session with <code>pyramid_kvs.storable.nfreeze</code> and sets the
+<code>{cookie}</code> cookie) |
+<a id="perl-forge" href="{forge}">Send a forged cookie</a> (empty session, a warning in
+the log, no error)</p>
 """
     return page(request, "Perl session", body)

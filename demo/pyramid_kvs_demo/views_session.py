@@ -1,28 +1,46 @@
-"""The session page: a counter, flash messages, a login that rotates the id, CSRF."""
+"""The session page: a counter, flash messages, a login that rotates the id, CSRF.
+
+The session id is shown shortened (its first 8 characters): enough to see it change
+at login, not enough to be the credential the full id is.
+"""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
-from . import MENU, ROUTES, page
+from pyramid_kvs import get_components
 
-MENU.append(("session", "Session"))
-ROUTES.extend(
-    [
-        ("session", "/session"),
-        ("session_note", "/session/note"),
-        ("session_login", "/session/login"),
-        ("session_logout", "/session/logout"),
-    ]
-)
+from . import page, store_note
+
+#: how much of the session id the page shows
+SHOWN_ID = 8
 
 
 def _back(request: Any) -> HTTPSeeOther:
     return HTTPSeeOther(location=request.route_url("session"))
+
+
+def describe_id(session: Any) -> str:
+    """The session id as the page shows it: shortened, or why there is none yet."""
+    if session.new or session.ref is None:
+        return (
+            '<span id="session-id">new</span> (this session gets its id when this '
+            "response saves it: reload to see it)"
+        )
+    return f'<code id="session-id">{escape(session.ref.id[:SHOWN_ID])}</code>&hellip;'
+
+
+def describe_created(created: float) -> str:
+    """A creation time as people read it: a UTC date and time, and how long ago."""
+    when = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    ago = max(0, round(time.time() - created))
+    return f'<span id="created">{when}</span> ({ago} seconds ago)'
 
 
 @view_config(route_name="session", request_method="GET")
@@ -33,29 +51,44 @@ def session_page(request: Any) -> Any:
     user = session.get("user")
     notes = "".join(f"<li>{escape(note)}</li>" for note in session.get("notes", []))
     token = escape(session.get_csrf_token())
-    created = escape(f"{session.created:.0f}")
+    factory = get_components(request.registry).session_factory
+    assert factory is not None, "kvs.session is not configured"
+    settings = factory.settings
+    login_url = escape(request.route_url("session_login"))
+    logout_url = escape(request.route_url("session_logout"))
     if user:
-        account = f"""<p>Logged in as <b>{escape(user)}</b>.</p>
-<form method="post" action="{escape(request.route_url("session_logout"))}">
+        account = f"""<p>Logged in as <b id="user">{escape(user)}</b>.</p>
+<form id="logout" method="post" action="{logout_url}">
 <input type="hidden" name="csrf_token" value="{token}">
 <button>Log out (invalidates the session)</button></form>"""
     else:
-        account = f"""<form method="post" action="{escape(request.route_url("session_login"))}">
+        account = f"""<form id="login" method="post" action="{login_url}">
 <input type="hidden" name="csrf_token" value="{token}">
 <input name="user" placeholder="your name" required>
 <button>Log in (rotates the session id)</button></form>"""
     body = f"""
+<p><code>request.session</code> is a server-side session: the browser's
+<code>{escape(settings.key_name)}</code> cookie carries only the session id (signed
+with <code>kvs.session.secret</code>); the data is one record in the store, under a
+keyed hash of the id, one field per key, and each request writes only the keys it
+changed.  Sessions idle for {settings.ttl} seconds expire.</p>
+{store_note(factory.store, "kvs.session")}
 <ul class="flash">{flashes}</ul>
-<p>Visits in this session: <b id="visits">{session["visits"]}</b>
-(session created at Unix time {created}).</p>
+<p>Visits in this session: <b id="visits">{session["visits"]}</b>.
+Session id: {describe_id(session)}; created {describe_created(session.created)}.</p>
 {account}
-<h2>Notes (a CSRF-protected form)</h2>
-<ul>{notes}</ul>
-<form method="post" action="{escape(request.route_url("session_note"))}">
+<h2>Notes: a CSRF-protected form</h2>
+<ul id="notes">{notes}</ul>
+<form id="note" method="post" action="{escape(request.route_url("session_note"))}">
 <input type="hidden" name="csrf_token" value="{token}">
 <input name="note" placeholder="a note" required> <button>Add</button></form>
-<p>The session is one record in the store, one field per key; each request writes
-only the keys it changed.</p>
+<h2>A forged form</h2>
+<p>This form posts to the same URL without the CSRF token, as a form on another site
+would: Pyramid refuses it (400), and pyramid_kvs saves nothing for a refused request,
+so your session and its cookie stay as they are.</p>
+<form id="forged" method="post" action="{escape(request.route_url("session_note"))}">
+<input type="hidden" name="note" value="forged note">
+<button>Submit the forged form</button></form>
 """
     return page(request, "Session", body)
 

@@ -377,7 +377,12 @@ class PerlSessionReader:
         self.clock = clock
 
     def session_id(self, request: Request) -> str | None:
-        """The session id in the request's cookie, or ``None`` (logged) if unusable."""
+        """The session id in the request's cookie, or ``None`` if there is none usable.
+
+        No cookie is the normal case of a visitor who never logged in on the Perl
+        side: it is logged at DEBUG only, or every such request would warn.  A cookie
+        that is there but malformed is worth a warning.
+        """
         name = self.settings.cookie_name
         try:
             value: str | None = request.cookies.get(name)
@@ -385,7 +390,7 @@ class PerlSessionReader:
             log.warning("perlsess: ignored a Cookie header that is not UTF-8")
             return None
         if not value:
-            log.warning("perlsess: no %s cookie: the Perl session is empty", name)
+            log.debug("perlsess: no %s cookie: the Perl session is empty", name)
             return None
         if not SESSION_ID.fullmatch(value):
             # never log the value itself: it is attacker-controlled
@@ -433,7 +438,9 @@ class PerlSessionReader:
             log.warning("perlsess: session %s not read, store error: %s", shown, exc)
             return {}, False
         if data is None:
-            log.warning("perlsess: no session %s in the store", shown)
+            # expired or logged out on the Perl side: routine, but a wrong key_prefix
+            # looks the same, so it stays visible at INFO
+            log.info("perlsess: no session %s in the store", shown)
             return {}, False
         try:
             session = decode_session(

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyramid.exceptions import ConfigurationError
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, ConfigurationError
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.interfaces import ISession
 from pyramid.request import Request
@@ -81,6 +81,14 @@ _SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 H
 #: header tokens: visible ASCII, with inner spaces ("Bearer abc...")
 _TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z")
 _RESERVED = re.compile(r"^__.*__\Z", re.DOTALL)
+
+#: Requests that end in these save nothing and set no cookie.  Pyramid's CSRF check
+#: reads the token with ``get_csrf_token()``, which creates one for a client without
+#: a session: saving it would store a session for every forged request, and its
+#: cookie would replace the one of a logged-in user whose browser left it out of a
+#: cross-site POST (SameSite=Lax).  Other error answers still save: a view may
+#: ``raise HTTPFound`` after a login, or count failures before raising a 429 of its own.
+CSRF_REFUSALS: tuple[type[BaseException], ...] = (BadCSRFToken, BadCSRFOrigin)
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -356,6 +364,39 @@ class SessionFactory:
             return legacy.header_key(ref.header, ref.id)
         return legacy.cookie_key(ref.id) if ref.legacy else None
 
+    # -- the record format -----------------------------------------------------------
+
+    def encode_record(self, data: Mapping[str, Any], created: float) -> dict[str, bytes]:
+        """The record fields of a session holding *data*, first stored at *created*.
+
+        What a save writes; ``pyramid_kvs.testing`` seeds sessions with it.
+        """
+        for key in data:
+            _check_key(key)
+        fields = {key: self.codec.dumps(value) for key, value in data.items()}
+        fields[CREATED_FIELD] = repr(float(created)).encode("ascii")
+        return fields
+
+    def decode_record(self, fields: Mapping[str, bytes]) -> tuple[float, dict[str, Any]] | None:
+        """The creation time and data of a stored record, as a load reads them.
+
+        ``None`` for a record without its creation time (re-created by an update
+        that raced an ``invalidate()``: never a session); ``ValueError`` when a field
+        or the creation time does not decode.
+        """
+        raw_created = fields.get(CREATED_FIELD)
+        if raw_created is None:
+            return None
+        created = float(raw_created.decode("ascii"))
+        if not math.isfinite(created):
+            raise ValueError(f"creation time {created}")
+        data = {
+            name: self.codec.loads(value)
+            for name, value in fields.items()
+            if not _RESERVED.match(name)
+        }
+        return created, data
+
     def write_ttl(self, created: float, now: float) -> int | None:
         """The expiry of a write: the idle timeout, shortened by the lifetime cap."""
         ttl, lifetime = self.settings.ttl, self.settings.lifetime
@@ -550,22 +591,9 @@ class KVSSession(MutableMapping[str, Any]):
     def _adopt(self, ref: SessionRef, record: StoredRecord) -> bool:
         """Take the session in *record*; ``False`` when it is unusable."""
         factory = self._factory
-        fields = dict(record.fields)
-        raw_created = fields.pop(CREATED_FIELD, None)
-        if raw_created is None:
-            # written by an update that raced with invalidate() or expiry
-            log.info("a session record without its creation time: not adopted")
-            self._doomed.append(ref.key)
-            return False
+        fields = record.fields
         try:
-            created = float(raw_created.decode("ascii"))
-            if not math.isfinite(created):
-                raise ValueError(f"creation time {created}")
-            data = {
-                name: factory.codec.loads(value)
-                for name, value in fields.items()
-                if not _RESERVED.match(name)
-            }
+            decoded = factory.decode_record(fields)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError
             log.warning(
                 "a stored session does not decode as %s, starting a new one: %s",
@@ -573,6 +601,12 @@ class KVSSession(MutableMapping[str, Any]):
                 exc,
             )
             return False
+        if decoded is None:
+            # written by an update that raced with invalidate() or expiry
+            log.info("a session record without its creation time: not adopted")
+            self._doomed.append(ref.key)
+            return False
+        created, data = decoded
         lifetime = factory.settings.lifetime
         if lifetime is not None and factory.clock() - created >= lifetime:
             log.debug("session past its lifetime of %ss: starting a new one", lifetime)
@@ -758,10 +792,7 @@ class KVSSession(MutableMapping[str, Any]):
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"session keys are strings, not {type(key).__name__}")
-        if _RESERVED.match(key):
-            raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
+        _check_key(key)
         self._ensure_loaded()
         self._data[key] = value
 
@@ -800,6 +831,11 @@ class KVSSession(MutableMapping[str, Any]):
         factory = self._factory
         add_vary(response, factory.vary_headers)
         if self._unsaved:
+            return
+        refusal = getattr(request, "exception", None)
+        if isinstance(refusal, CSRF_REFUSALS):
+            # nothing stored, no cookie set or expired: see CSRF_REFUSALS
+            log.debug("a refused request (%s): its session is not saved", type(refusal).__name__)
             return
         try:
             self._save(response)
@@ -859,6 +895,13 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"session keys are strings, not {type(key).__name__}")
+    if _RESERVED.match(key):
+        raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
 
 
 def _confirm(writes: list[Pending[Any]]) -> None:

@@ -11,7 +11,9 @@ no server needed, plus introspection for assertions::
     store = mock_store(request.registry, "cache")
     assert store.last_ttl("answer") == 300
 
-The backend name ``mock`` can also be chosen explicitly in the settings.
+Sessions are records under hashed keys: ``sessions(registry)`` seeds and reads them
+by cookie value or token instead (see ``MockSessions``).  The backend name ``mock``
+can also be chosen explicitly in the settings.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pyramid.registry import Registry
 from ..components import FORCE_MOCK_KEY, get_components
 from ..stores import register
 from .mock import MockStore
+from .sessions import MockSessions
 
-__all__ = ["MockCache", "MockStore", "includeme", "mock_store"]
+__all__ = ["MockCache", "MockSessions", "MockStore", "includeme", "mock_store", "sessions"]
 
 
 #: the attribute of ``Components`` that holds each component
@@ -48,6 +51,18 @@ def mock_store(registry: Registry, component: str = "cache") -> MockStore:
     if not isinstance(store, MockStore):
         raise TypeError(f"the {component} store is {store.name}, not a mock store")
     return store
+
+
+def sessions(registry: Registry) -> MockSessions:
+    """The sessions of an application, to seed and read by cookie value or token.
+
+    Needs ``kvs.session`` configured and its store mocked (``pyramid_kvs.testing``
+    included, or ``"kvs": "mock"``).
+    """
+    factory = get_components(registry).session_factory
+    if factory is None:
+        raise LookupError("the session component is not configured")
+    return MockSessions(factory, mock_store(registry, "session"))
 
 
 def includeme(config: Configurator) -> None:
