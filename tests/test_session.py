@@ -743,20 +743,66 @@ def _request(app: TestApp) -> Any:
 # -- bad data, outages ------------------------------------------------------------------------
 
 
+def test_a_value_that_does_not_decode_is_dropped_and_the_rest_kept(
+    backend_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(backend_url)
+    cookie = cookie_of(app.get("/set/a/1"))
+    assert cookie is not None
+    key = factory_of(app).storage_key(cookie.partition(".")[0])
+    store = session_store(app)
+    fields = {"__created__": b"1", "bad": b"\x80 not json", "good": b"2"}
+    with caplog.at_level(logging.WARNING, logger="pyramid_kvs.session"):
+        store.replace_record(key, fields, 60)
+        response = app.get("/show")  # dict(session): every value is decoded
+        assert response.json == {"data": {"good": 2}, "new": False, "created": 1.0}
+        assert "does not decode as json, dropped" in caplog.text
+        assert cookie_of(response) is None  # the cookie stays: the session does
+    app.get("/set/other/3")  # a write removes the bad value from the store too
+    record = store.load_record(key, 60)
+    assert record is not None and set(record.fields) == {"__created__", "good", "other"}
+
+
+@pytest.mark.parametrize("read", ["get", "contains", "getitem"])
+def test_a_value_that_does_not_decode_reads_as_absent(read: str) -> None:
+    app = make_app("memory://")
+    cookie = cookie_of(app.get("/set/a/1"))
+    assert cookie is not None
+    key = factory_of(app).storage_key(cookie.partition(".")[0])
+    session_store(app).replace_record(key, {"__created__": b"1", "a": b"\xff"}, 60)
+    config = Configurator(registry=app.app.registry)
+
+    def probe(request: Any) -> dict[str, Any]:
+        session = request.session
+        if read == "get":
+            return {"a": session.get("a", "default")}
+        if read == "contains":
+            return {"a": "a" in session}
+        try:
+            return {"a": session["a"]}
+        except KeyError:
+            return {"a": "KeyError"}
+
+    config.add_route("probe", "/probe")
+    config.add_view(probe, route_name="probe", renderer="json")
+    config.commit()
+    expected = {"get": "default", "contains": False, "getitem": "KeyError"}[read]
+    assert app.get("/probe").json == {"a": expected}
+
+
 def test_garbage_in_the_store_gives_a_fresh_session(
     backend_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(backend_url)
     cookie = cookie_of(app.get("/set/a/1"))
     assert cookie is not None
-    factory = factory_of(app)
-    key = factory.storage_key(cookie.partition(".")[0])
+    key = factory_of(app).storage_key(cookie.partition(".")[0])
     store = session_store(app)
     with caplog.at_level(logging.WARNING, logger="pyramid_kvs.session"):
-        store.replace_record(key, {"__created__": b"1", "a": b"\x80 not json"}, 60)
+        store.replace_record(key, {"__created__": b"yesterday", "a": b"1"}, 60)
         response = app.get("/show")
         assert response.json == {"data": {}, "new": True, "created": response.json["created"]}
-        assert "does not decode as json" in caplog.text
+        assert "no valid creation time" in caplog.text
         assert cookie_of(response) == ""  # the cookie pointing at garbage is expired
         store.set(key, b"not a record at all")
         app.set_cookie("session_id", cookie)
@@ -1003,3 +1049,40 @@ def test_a_creation_time_that_is_not_a_time_gives_a_fresh_session(
     response = app.get("/set/b/2")
     assert response.json["data"] == {"b": 2} and response.json["new"] is True
     assert cookie_of(response) not in (None, "", cookie)
+
+
+def test_work_follows_what_the_view_used_not_the_session_size() -> None:
+    app = make_app("memory://")
+    factory = factory_of(app)
+    cookie = factory.cookie_value("C" * 43)
+    fields = factory.encode_record({f"k{i}": i for i in range(1000)}, 1.0)
+    session_store(app).replace_record(factory.storage_key("C" * 43), fields, 60)
+    calls = {"loads": 0, "dumps": 0}
+    codec = factory.codec
+
+    class Counting:
+        name = codec.name
+
+        def loads(self, data: bytes) -> Any:
+            calls["loads"] += 1
+            return codec.loads(data)
+
+        def dumps(self, value: Any) -> bytes:
+            calls["dumps"] += 1
+            return codec.dumps(value)
+
+    factory.codec = Counting()
+    app.set_cookie("session_id", cookie)
+    assert app.get("/set/k5/%22five%22").json["data"]["k5"] == "five"  # show() lists all
+    calls.update(loads=0, dumps=0)
+    config = Configurator(registry=app.app.registry)
+    config.add_route("one", "/one")
+
+    def one(request: Any) -> dict[str, Any]:
+        request.session["k7"] = 7
+        return {"k1": request.session["k1"]}
+
+    config.add_view(one, route_name="one", renderer="json")
+    config.commit()
+    assert app.get("/one").json == {"k1": 1}
+    assert calls == {"loads": 1, "dumps": 2}  # k1 read; k1 and k7 compared on saving

@@ -42,6 +42,13 @@ class UnsignedPickleWarning(UserWarning):
     """The pickle codec runs without a secret: whoever writes the store runs code."""
 
 
+# One encoder and one decoder, built once: json.dumps and json.loads rebuild theirs
+# (and sniff the encoding of bytes) at every call, which costs more than the work on
+# the small values sessions and caches hold.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DECODE = json.JSONDecoder().decode
+
+
 def load_json(data: bytes | str) -> Any:
     """``json.loads`` for untrusted input: every failure is a ``ValueError``.
 
@@ -53,7 +60,9 @@ def load_json(data: bytes | str) -> Any:
     ``ValueError`` of their own, also reported as invalid JSON.
     """
     try:
-        return json.loads(data)
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")  # what every writer here wrote: no detection
+        return _DECODE(data)
     except RecursionError:
         raise ValueError("not valid JSON: nested too deeply") from None
     except (ValueError, TypeError) as exc:  # JSONDecodeError, bad UTF-8, digit limit
@@ -66,7 +75,7 @@ class JSONCodec:
     name = "json"
 
     def dumps(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _ENCODE(value).encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
         return load_json(data)

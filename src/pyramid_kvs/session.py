@@ -24,6 +24,7 @@ session in its own batch.  The user guide is README's "Sessions".
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -377,12 +378,11 @@ class SessionFactory:
         fields[CREATED_FIELD] = repr(float(created)).encode("ascii")
         return fields
 
-    def decode_record(self, fields: Mapping[str, bytes]) -> tuple[float, dict[str, Any]] | None:
-        """The creation time and data of a stored record, as a load reads them.
+    def decode_created(self, fields: Mapping[str, bytes]) -> float | None:
+        """The creation time of a stored record; ``None`` when it has none.
 
-        ``None`` for a record without its creation time (re-created by an update
-        that raced an ``invalidate()``: never a session); ``ValueError`` when a field
-        or the creation time does not decode.
+        A record without one was re-created by an update that raced an
+        ``invalidate()``: never a session.  ``ValueError`` when it is no finite time.
         """
         raw_created = fields.get(CREATED_FIELD)
         if raw_created is None:
@@ -390,6 +390,17 @@ class SessionFactory:
         created = float(raw_created.decode("ascii"))
         if not math.isfinite(created):
             raise ValueError(f"creation time {created}")
+        return created
+
+    def decode_record(self, fields: Mapping[str, bytes]) -> tuple[float, dict[str, Any]] | None:
+        """The creation time and data of a stored record, every value decoded.
+
+        ``None`` as for ``decode_created``; ``ValueError`` when a value or the creation
+        time does not decode.  (A request's session decodes its values lazily.)
+        """
+        created = self.decode_created(fields)
+        if created is None:
+            return None
         data = {
             name: self.codec.loads(value)
             for name, value in fields.items()
@@ -490,6 +501,10 @@ class KVSSession(MutableMapping[str, Any]):
         self._data: dict[str, Any] = {}
         #: the encoded value of each key as stored, to find what changed
         self._stored: dict[str, bytes] = {}
+        #: the keys handed out or set: the only ones that can have changed
+        self._touched: set[str] = set()
+        #: the keys whose value in _data is still the stored bytes, not decoded yet
+        self._pending: set[str] = set()
         self._base: StoredRecord | None = None
         #: the request's session id, read once (see ref)
         self._ref: SessionRef | None = None
@@ -593,20 +608,15 @@ class KVSSession(MutableMapping[str, Any]):
         factory = self._factory
         fields = record.fields
         try:
-            decoded = factory.decode_record(fields)
+            created = factory.decode_created(fields)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError
-            log.warning(
-                "a stored session does not decode as %s, starting a new one: %s",
-                factory.codec.name,
-                exc,
-            )
+            log.warning("a stored session has no valid creation time, starting a new one: %s", exc)
             return False
-        if decoded is None:
+        if created is None:
             # written by an update that raced with invalidate() or expiry
             log.info("a session record without its creation time: not adopted")
             self._doomed.append(ref.key)
             return False
-        created, data = decoded
         lifetime = factory.settings.lifetime
         if lifetime is not None and factory.clock() - created >= lifetime:
             log.debug("session past its lifetime of %ss: starting a new one", lifetime)
@@ -616,8 +626,14 @@ class KVSSession(MutableMapping[str, Any]):
         self._persisted = True
         self._base = record
         self._created = created
-        self._data = data
-        self._stored = {name: fields[name] for name in data}
+        # Values are decoded when first used: a request reads a few keys of a session
+        # that may hold many, and only what it used can have changed.
+        stored = dict(fields)
+        for name in [name for name in stored if name[:2] == "__" and _RESERVED.match(name)]:
+            del stored[name]
+        self._stored = stored
+        self._data = dict(stored)
+        self._pending = set(stored)
         return True
 
     def _migrate(self, ref: SessionRef, old: bytes) -> bool:
@@ -699,6 +715,8 @@ class KVSSession(MutableMapping[str, Any]):
                 self._doomed.append(legacy_key)
         self._data = {}
         self._stored = {}
+        self._touched = set()
+        self._pending = set()
         self._base = None
         self._id = None
         self._persisted = False
@@ -750,7 +768,7 @@ class KVSSession(MutableMapping[str, Any]):
 
     def _move_to(self, session_id: str) -> None:
         if self._persisted and self._id is not None:
-            self._doomed.append(self._factory.storage_key(self._id))
+            self._doomed.append(self._storage_key())
         self._id = session_id
         self._persisted = False
         self._stored = {}
@@ -789,28 +807,61 @@ class KVSSession(MutableMapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         self._ensure_loaded()
-        return self._data[key]
+        value = self._decode(key) if key in self._pending else self._data[key]
+        self._touched.add(key)  # handed out: it may be changed in place
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         _check_key(key)
         self._ensure_loaded()
         self._data[key] = value
+        self._pending.discard(key)
+        self._touched.add(key)
 
     def __delitem__(self, key: str) -> None:
         self._ensure_loaded()
         del self._data[key]
+        self._pending.discard(key)
 
     def __iter__(self) -> Iterator[str]:
-        self._ensure_loaded()
+        self._decode_all()
         return iter(self._data)
 
     def __len__(self) -> int:
-        self._ensure_loaded()
+        self._decode_all()
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
         self._ensure_loaded()
+        if key in self._pending:
+            with contextlib.suppress(KeyError):  # a value that does not decode
+                self._decode(key)
         return key in self._data
+
+    def _decode(self, key: str) -> Any:
+        """The value of *key*, decoded now; a value that does not decode is dropped
+        (and removed from the store when the session is saved), with a warning."""
+        self._pending.discard(key)
+        try:
+            value = self._factory.codec.loads(self._data[key])
+        except ValueError as exc:
+            log.warning(
+                "a stored session value does not decode as %s, dropped: %s",
+                self._factory.codec.name,
+                exc,
+            )
+            del self._data[key]
+            raise KeyError(key) from None
+        self._data[key] = value
+        return value
+
+    def _decode_all(self) -> None:
+        """Decode every value still encoded: before the keys are listed or counted, so
+        that a value which does not decode is never listed."""
+        self._ensure_loaded()
+        for key in list(self._pending):
+            with contextlib.suppress(KeyError):  # dropped, and warned about
+                self._decode(key)
 
     def has_key(self, key: str) -> bool:
         """``key in session``, under the name 1.x also offered (deprecated)."""
@@ -822,8 +873,11 @@ class KVSSession(MutableMapping[str, Any]):
         return key in self
 
     def __repr__(self) -> str:
-        state = repr(self._data) if self._loaded else "not loaded"
-        return f"<KVSSession {state}>"
+        if not self._loaded:
+            return "<KVSSession not loaded>"
+        shown = {key: "<not decoded>" if key in self._pending else value
+                 for key, value in self._data.items()}  # fmt: skip
+        return f"<KVSSession {shown!r}>"
 
     # -- saving ------------------------------------------------------------------------
 
@@ -850,25 +904,38 @@ class KVSSession(MutableMapping[str, Any]):
         factory = self._factory
         now = factory.clock()
         ttl = factory.write_ttl(self._created, now)
-        encoded = {key: factory.codec.dumps(value) for key, value in self._data.items()}
         if self._persisted:
             assert self._id is not None
-            changed = {key: data for key, data in encoded.items() if self._stored.get(key) != data}
-            removed = [key for key in self._stored if key not in encoded]
+            # Only the keys handed out or set can have changed: each is encoded and
+            # compared with what was loaded, so the work follows what the view did,
+            # not the size of the session.
+            dumps, stored, data = factory.codec.dumps, self._stored, self._data
+            changed = {}
+            for key in self._touched:
+                if key in data:
+                    encoded_value = dumps(data[key])
+                    if stored.get(key) != encoded_value:
+                        changed[key] = encoded_value
+            removed = [key for key in stored if key not in data]
             if changed or removed:
                 factory.store.update_record(
-                    factory.storage_key(self._id), changed, removed, ttl, base=self._base
+                    self._storage_key(), changed, removed, ttl, base=self._base
                 )
             if factory.settings.cookie_max_age is not None and factory.uses_cookie:
                 self._set_cookie(response)  # keep the browser's expiry sliding too
             return
+        pending = self._pending
+        encoded = {
+            key: value if key in pending else factory.codec.dumps(value)
+            for key, value in self._data.items()
+        }
         if (encoded or self._force_write) and self._id is None and factory.uses_cookie:
             self._id = factory.new_id()
         if (encoded or self._force_write) and self._id is not None:
             fields = {**encoded, CREATED_FIELD: repr(self._created).encode("ascii")}
             with factory.store.batch() as batch:
                 writes: list[Pending[Any]] = [batch.delete(key) for key in self._doomed]
-                writes.append(batch.replace_record(factory.storage_key(self._id), fields, ttl))
+                writes.append(batch.replace_record(self._storage_key(), fields, ttl))
             _confirm(writes)
             if factory.uses_cookie:
                 self._set_cookie(response)
@@ -881,6 +948,15 @@ class KVSSession(MutableMapping[str, Any]):
             _confirm(deletes)
         if factory.uses_cookie and factory.incoming(self._request) is not None:
             self._set_cookie(response, expire=True)
+
+    def _storage_key(self) -> str:
+        """The store key of the session's id: the request's own, computed once, while
+        the id is the one the request carried."""
+        ref = self._ref
+        if ref is not None and ref.id == self._id:
+            return ref.key
+        assert self._id is not None
+        return self._factory.storage_key(self._id)
 
     def _set_cookie(self, response: Response, expire: bool = False) -> None:
         settings = self._factory.settings
