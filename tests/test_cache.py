@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pyramid.config import Configurator
 from webtest import TestApp
 
-from apps import configure
+from apps import configure, json_view
+from apps import make_app as make_test_app
 from pyramid_kvs import Cache, UnsupportedOperation, get_components
 from pyramid_kvs.codecs import get_codec
 from pyramid_kvs.stores import StoreUnavailable
@@ -293,3 +294,27 @@ def test_raise_errors_lets_outages_through(down_url: str) -> None:
         cache.get("k")
     with pytest.raises(StoreUnavailable):
         cache["k"] = 1
+
+
+def test_request_attributes_need_no_class_per_request() -> None:
+    # Pyramid builds a subclass of the request for each request that has properties
+    # added with add_request_method(property=True or reify=True): pyramid_kvs adds
+    # none, so an application's requests stay instances of Pyramid's own class.
+    from pyramid.request import Request as PyramidRequest
+
+    def kind(request: Any) -> dict[str, Any]:
+        return {
+            "class": type(request) is PyramidRequest,
+            "cache": type(request.cache).__name__,
+            "perlsess": type(request.perlsess).__name__,
+            "ratelimit": request.ratelimit is not None,
+        }
+
+    app = make_test_app(
+        {"kvs.cache.url": "memory://", "kvs.perlsess.url": "memory://",
+         "kvs.ratelimit.limits": "100/second"},
+        lambda config: json_view(config, "kind", kind, "/"),
+    )  # fmt: skip
+    assert app.get("/").json == {
+        "class": True, "cache": "Cache", "perlsess": "PerlSession", "ratelimit": True,
+    }  # fmt: skip

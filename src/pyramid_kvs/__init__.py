@@ -12,6 +12,7 @@ from pyramid.request import Request
 from pyramid.tweens import EXCVIEW
 from pyramid.viewderivers import INGRESS
 
+from .attributes import RequestAttribute
 from .cache import Cache
 from .components import (
     COMPONENTS_KEY,
@@ -23,6 +24,7 @@ from .components import (
 )
 from .perlsess import PerlSession
 from .ratelimit.limiter import IRateLimiter
+from .ratelimit.tween import request_ratelimit as request_ratelimit_verdict
 from .session import KVSSession, SessionUnavailable
 from .settings import is_configured
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
@@ -44,18 +46,31 @@ __all__ = [
 ]
 
 
-def request_cache(request: Request) -> Cache:
-    """``request.cache``: the application's cache, the same object for every request."""
+def _cache_of(request: Request) -> Cache:
     cache = get_components(request.registry).cache
-    assert cache is not None  # the method is only added when the cache is configured
+    assert cache is not None  # the attribute is only added when the cache is configured
     return cache
 
 
-def request_perlsess(request: Request) -> PerlSession:
-    """``request.perlsess``: the Perl session named by the request's cookie, read lazily."""
+def _perlsess_of(request: Request) -> PerlSession:
     reader = get_components(request.registry).perlsess
-    assert reader is not None  # the method is only added when perlsess is configured
+    assert reader is not None  # the attribute is only added when perlsess is configured
     return reader.for_request(request)
+
+
+request_cache = RequestAttribute(
+    "cache", _cache_of, "``request.cache``: the application's cache, one shared object."
+)
+request_perlsess = RequestAttribute(
+    "perlsess",
+    _perlsess_of,
+    "``request.perlsess``: the Perl session named by the request's cookie, read lazily.",
+)
+request_ratelimit = RequestAttribute(
+    "ratelimit",
+    request_ratelimit_verdict,
+    "``request.ratelimit``: the request's rate-limit verdict (``Outcome``) or ``None``.",
+)
 
 
 def session_factory(request: Request) -> KVSSession:
@@ -88,18 +103,17 @@ def includeme(config: Configurator) -> None:
             registry.registerUtility(components.ratelimiter, IRateLimiter)
 
     config.action(COMPONENTS_KEY, setup)
+    # Attributes, not properties: see pyramid_kvs.attributes for why.
     if is_configured(settings, "cache"):
-        config.add_request_method(request_cache, "cache", reify=True)
+        config.add_request_method(request_cache, "cache")
     if is_configured(settings, "perlsess"):
-        config.add_request_method(request_perlsess, "perlsess", reify=True)
+        config.add_request_method(request_perlsess, "perlsess")
     # Always registered, so that views may declare ratelimit=... in any application.
     config.add_view_deriver(
         "pyramid_kvs.ratelimit.deriver.ratelimit_view", under=INGRESS, over="secured_view"
     )
     if is_configured(settings, "ratelimit"):
         config.add_tween("pyramid_kvs.ratelimit.tween.ratelimit_tween_factory", over=EXCVIEW)
-        config.add_request_method(
-            "pyramid_kvs.ratelimit.tween.request_ratelimit", "ratelimit", property=True
-        )
+        config.add_request_method(request_ratelimit, "ratelimit")
     if is_configured(settings, "session"):
         config.set_session_factory(session_factory)

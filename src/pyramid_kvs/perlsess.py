@@ -309,14 +309,29 @@ class PerlSession(Mapping[Any, Any]):
     back: changes belong to the Perl application that owns it.
     """
 
-    __slots__ = ("_data", "_expired", "_reader", "session_id")
+    __slots__ = ("_data", "_expired", "_reader", "_request", "_session_id")
 
-    def __init__(self, reader: PerlSessionReader, session_id: str | None) -> None:
-        #: the session id from the cookie, ``None`` when absent or malformed
-        self.session_id = session_id
+    def __init__(
+        self,
+        reader: PerlSessionReader,
+        session_id: str | None = None,
+        *,
+        request: Request | None = None,
+    ) -> None:
         self._reader = reader
+        #: with *request*, the id is read from its cookie on first use
+        self._request = request
+        self._session_id = session_id
         self._data: dict[Any, Any] | None = None
         self._expired = False
+
+    @property
+    def session_id(self) -> str | None:
+        """The session id from the cookie, ``None`` when absent or malformed."""
+        if self._request is not None:
+            self._session_id = self._reader.session_id(self._request)
+            self._request = None
+        return self._session_id
 
     @property
     def loaded(self) -> bool:
@@ -402,7 +417,7 @@ class PerlSessionReader:
 
     def for_request(self, request: Request) -> PerlSession:
         """The lazy ``PerlSession`` of *request* (what ``request.perlsess`` is)."""
-        return PerlSession(self, self.session_id(request))
+        return PerlSession(self, request=request)
 
     def load(self, session_id: str | None) -> tuple[dict[Any, Any], bool]:
         """The session stored under *session_id*, and whether it had expired.

@@ -138,5 +138,6 @@ class RateLimiter:
             log.warning("rate limit store failed, request allowed unchecked: %s", exc)
             return
         request.environ[OUTCOME_KEY] = outcome
+        request.ratelimit = outcome
         if not outcome.allowed:
             raise RateLimitError(outcome, self.settings.headers)

@@ -81,5 +81,8 @@ def ratelimit_tween_factory(handler: Handler, registry: Registry) -> Handler:
 
 
 def request_ratelimit(request: Request) -> Any:
-    """``request.ratelimit``: this request's verdict (an ``Outcome``), or ``None``."""
+    """``request.ratelimit``: this request's verdict (an ``Outcome``), or ``None``.
+
+    ``None`` until the limiter checks the request, which then sets the attribute.
+    """
     return request.environ.get(OUTCOME_KEY)
