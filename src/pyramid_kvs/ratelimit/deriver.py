@@ -127,6 +127,8 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
     route_name = info.options.get("route_name")
     if route_name:
         view_policies(info.registry).record(route_name, option)
+    if option is None:
+        return view  # the application-wide limits: the tween checks them, or nothing does
     own_scope = (
         route_scope(route_name)
         if route_name

@@ -45,13 +45,16 @@ def decorate(request: Request, response: Response, style: str, vary: tuple[str, 
     outcome = request.environ.get(OUTCOME_KEY)
     if outcome is None:
         return
+    add_vary(response, vary)
+    if isinstance(response, RateLimitError) and response.outcome is outcome:
+        return  # the refusal itself: it carries its headers
     if not outcome.allowed and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = str(outcome.retry_after)
-    add_vary(response, vary)
     if style == "none":
         return
-    for name, value in rate_limit_headers(outcome, style):
-        response.headers[name] = value
+    # Appended to the header list in one step: setting them one by one makes WebOb
+    # scan the list for an earlier value of each.
+    response.headerlist.extend(rate_limit_headers(outcome, style))
 
 
 def ratelimit_tween_factory(handler: Handler, registry: Registry) -> Handler:
