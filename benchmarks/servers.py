@@ -94,7 +94,21 @@ class Servers:
         return ServerStats(commands, cpu)
 
     def stats(self, store: str) -> ServerStats:
-        return self.memcached_stats() if store == "memcached" else self.redis_stats()
+        """The counters of *store*'s server (none for the in-process memory store)."""
+        if store == "memcached":
+            return self.memcached_stats()
+        if store == "redis":
+            return self.redis_stats()
+        return ServerStats()
+
+    def cpu(self, store: str) -> float:
+        """CPU seconds *store*'s server has used: one cheap question between batches."""
+        if store == "memcached":
+            return self.memcached_stats().cpu
+        if store == "redis":
+            cpu = self.redis.info("cpu")
+            return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        return 0.0
 
     def close(self) -> None:
         self.redis.close()
