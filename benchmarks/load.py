@@ -3,8 +3,9 @@
 In-process figures leave out what a server adds (parsing HTTP, threads,
 sockets); this run shows how much of the difference survives it.  Both sides of
 a pair get the same waitress (4 threads) and the same wrk load (1 thread, 8
-connections), one after the other, each after a one-second warm-up; wrk comes
-from Debian (``scripts/install-bench-deps.sh``).  Every request goes to loopback
+connections); both are served at once and loaded in turn - ours, anchor, anchor,
+ours, half the time each - after a one-second warm-up; wrk comes from Debian
+(``scripts/install-bench-deps.sh``).  Every request goes to loopback
 only, and each wrk run is bounded in time.
 """
 
@@ -15,10 +16,12 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import envs
+from benchmarks.serve import THREADS
 
 WRK_THREADS, WRK_CONNECTIONS = 1, 8
 WARM_UP_SECONDS = 1
@@ -66,32 +69,64 @@ def python_of(worker: str) -> str:
     return str(next(env for env in envs.anchor_environments() if env.name == worker).python)
 
 
-def serve_and_load(worker: str, kind: str, params: dict[str, Any], seconds: float) -> Load:
-    """Start the side's server, warm it up, load it, stop it."""
-    log = (envs.BENCH_DIR / "logs" / f"serve-{worker}-{kind}.log").open("w")
-    server = subprocess.Popen(
-        [python_of(worker), "-m", "benchmarks.serve", worker, kind, json.dumps(params)],
-        cwd=envs.ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
+class Served:
+    """One side's application under waitress, in a process of its own."""
+
+    def __init__(self, worker: str, kind: str, params: dict[str, Any]) -> None:
+        self.log = (envs.BENCH_DIR / "logs" / f"serve-{worker}-{kind}.log").open("w")
+        self.process = subprocess.Popen(
+            [python_of(worker), "-m", "benchmarks.serve", worker, kind, json.dumps(params)],
+            cwd=envs.ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the {worker} server did not start: see {log.name}")
+            self.stop()
+            raise RuntimeError(f"the {worker} server did not start: see {self.log.name}")
         ready = json.loads(line)
-        wrk(ready["port"], ready["path"], ready["headers"], WARM_UP_SECONDS)
-        return wrk(ready["port"], ready["path"], ready["headers"], seconds)
-    finally:
-        server.terminate()
+        self.port: int = ready["port"]
+        self.path: str = ready["path"]
+        self.headers: dict[str, str] = ready["headers"]
+
+    def load(self, seconds: float) -> Load:
+        return wrk(self.port, self.path, self.headers, seconds)
+
+    def stop(self) -> None:
+        self.process.terminate()
         try:
-            server.wait(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def mean(loads: list[Load]) -> Load:
+    return Load(
+        sum(load.requests_per_second for load in loads) / len(loads),
+        sum(load.p99 for load in loads) / len(loads),
+        sum(load.failures for load in loads),
+    )
+
+
+def load_pair(run: Any, scenario: Any, seconds: float) -> dict[str, Load]:
+    """Serve both sides at once, warm both up, then load them ours, anchor, anchor,
+    ours (half the time each), so that a drift in the machine's load hits both alike."""
+    sides = [scenario.ours, scenario.anchor]
+    with ExitStack() as stack:
+        served = {}
+        for side in sides:
+            served[side.label] = Served(side.worker, side.kind, run.params(scenario, side))
+            stack.callback(served[side.label].stop)
+        for server in served.values():
+            server.load(WARM_UP_SECONDS)
+        halves: dict[str, list[Load]] = {label: [] for label in served}
+        for side in (*sides, *reversed(sides)):
+            halves[side.label].append(served[side.label].load(seconds / 2))
+    return {label: mean(loads) for label, loads in halves.items()}
 
 
 def http_run(run: Any, scenarios: list[Any]) -> None:
@@ -101,24 +136,16 @@ def http_run(run: Any, scenarios: list[Any]) -> None:
         return
     seconds = run.options.http_seconds
     out(
-        f"== HTTP: waitress ({4} threads) on loopback, wrk {WRK_THREADS} thread"
-        f" {WRK_CONNECTIONS} connections, {seconds:g} s per side after a"
-        f" {WARM_UP_SECONDS} s warm-up"
+        f"== HTTP: waitress ({THREADS} threads) on loopback, wrk {WRK_THREADS} thread"
+        f" {WRK_CONNECTIONS} connections, {seconds:g} s per side (in two halves: ours,"
+        f" anchor, anchor, ours) after a {WARM_UP_SECONDS} s warm-up"
     )
     out(f"  {'':<30}{'req/s':>9}{'p99 ms':>9}{'failed':>8}")
-    for number, scenario in enumerate(scenarios):
+    for scenario in scenarios:
         run.prepare_stores(scenario)
-        sides = [scenario.ours, scenario.anchor]
-        if number % 2:
-            sides.reverse()
-        loads = {}
-        for side in sides:
-            loads[side.label] = serve_and_load(
-                side.worker, side.kind, run.params(scenario, side), seconds
-            )
+        loads = load_pair(run, scenario, seconds)
         out(scenario.name)
-        for label in (scenario.ours.label, scenario.anchor.label):
-            load = loads[label]
+        for label, load in loads.items():
             out(
                 f"  {label:<30}{load.requests_per_second:>9.0f}{load.p99 * 1e3:>9.2f}"
                 f"{load.failures:>8}"
