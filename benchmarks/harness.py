@@ -83,6 +83,12 @@ def perl_session() -> bytes:
     return bytes.fromhex(renewed.stdout)
 
 
+def perl_version() -> str:
+    script = 'printf "Perl %vd, Storable %s", $^V, $Storable::VERSION'
+    done = subprocess.run(["perl", "-MStorable", "-e", script], capture_output=True, text=True)
+    return done.stdout or "no Perl"
+
+
 class WorkerError(RuntimeError):
     pass
 
@@ -232,9 +238,9 @@ class Run:
                 order.reverse()
             for index in order:
                 name, side = pairs[index]
-                before = self.servers.cpu(scenario.store)
+                cpu_before = self.servers.cpu(scenario.store)
                 timed = self.workers[side.worker].ask("time", name=name, n=n)
-                server_cpu[index] += self.servers.cpu(scenario.store) - before
+                server_cpu[index] += self.servers.cpu(scenario.store) - cpu_before
                 figures[index].cpu.append(timed["cpu"] / n)
                 figures[index].wall.append(timed["wall"] / n)
         if scenario.store != "memory":
@@ -246,7 +252,7 @@ class Run:
         """Paired rounds of *scenario*: three times as many for a target of a few
         microseconds, which one round's noise on a busy machine can exceed."""
         if scenario.target is not None and scenario.target.metric == "delta":
-            return DELTA_ROUNDS_FACTOR * self.options.rounds
+            return DELTA_ROUNDS_FACTOR * int(self.options.rounds)
         return int(self.options.rounds)
 
     def scenario(self, scenario: Scenario) -> None:
@@ -370,7 +376,10 @@ def running(options: Any, out: Output) -> Iterator[Run]:
         for env in environments:
             workers[env.name] = Worker(env.name, env.python)
             stack.callback(workers[env.name].close)
-        out(f"redis {servers.redis_address}, memcached {servers.memcached_address}")
+        out(
+            f"{servers.versions()} on {servers.redis_address} and"
+            f" {servers.memcached_address}; {perl_version()}"
+        )
         machine(out, workers)
         yield Run(servers, workers, options, out)
 

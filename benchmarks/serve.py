@@ -25,7 +25,7 @@ def main() -> None:
     subject = importlib.import_module(f"benchmarks.sides.{side}").BUILDERS[kind](params)
     subject.verify(*call_app(subject.app, subject.environ()))
     server = create_server(subject.app, host="127.0.0.1", port=0, threads=THREADS)
-    port = server.effective_port  # type: ignore[union-attr]
+    port = server.effective_port
     print(json.dumps({"port": port, "path": subject.path, "headers": subject.headers}))
     sys.stdout.flush()
     server.run()

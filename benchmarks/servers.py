@@ -71,6 +71,11 @@ class Servers:
         self.redis = redis.Redis(host=self._redis_server.host, port=self._redis_server.port)
         self.memcached = MemcacheClient((self._memcached_server.host, self._memcached_server.port))
 
+    def versions(self) -> str:
+        redis_version = self.redis.info("server")["redis_version"]
+        memcached_version = self.memcached.stats()[b"version"].decode()
+        return f"Redis {redis_version}, memcached {memcached_version}"
+
     def flush(self) -> None:
         """Empty both stores (between scenarios: each starts from nothing)."""
         self.redis.flushall()

@@ -22,7 +22,7 @@ SESSION: dict[str, Any] = {
     "locale": "fr_FR",
     "cart": [{"sku": f"SKU-{n}", "qty": 1, "price": 9.99} for n in range(3)],
 }
-#: the cached value of the cache scenarios (about 300 bytes of JSON)
+#: the cached value of the cache scenarios (about 350 bytes of JSON)
 REPORT: dict[str, Any] = {
     "title": "daily report",
     "rows": [{"day": n, "visits": 100 + n, "orders": n % 7} for n in range(8)],
