@@ -123,7 +123,7 @@ def side_line(side: SideFigures) -> str:
         f"  {side.label:<30}{microseconds(statistics.median(side.cpu)):>9}"
         f"{microseconds(statistics.median(side.wall)):>9}{side.round_trips:>7.2f}"
         f"{side.command_total:>7.2f}{server:>8}  {side.command_mix()}"
-    )
+    ).rstrip()
 
 
 def comparison_line(ours: SideFigures, anchor: SideFigures, target: Target | None) -> str:
