@@ -10,7 +10,7 @@ PROJECT := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PROJECT)
 DEV_STAMP := $(VENV)/.installed-dev-$(PROJECT)
 
-.PHONY: demo test check lint bench system-deps clean
+.PHONY: demo test check lint bench bench-deps system-deps clean
 
 CHECKED := src tests demo benchmarks
 
@@ -50,9 +50,14 @@ check: $(DEV_STAMP)
 
 lint: check
 
-## Benchmarks print ratios measured in one run; they are not part of the test suite.
-bench: $(DEV_STAMP) system-deps
-	$(BIN)/python -m benchmarks
+bench-deps:
+	./scripts/install-bench-deps.sh
+
+## pyramid_kvs side by side with its anchors, in environments of their own (created in
+## .bench/ on the first run, reused after); see BENCHMARKS.md. Not part of the test suite.
+## Options: make bench BENCH_ARGS="--only 'session read' --no-http" (--help lists them).
+bench: $(DEV_STAMP) system-deps bench-deps
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts .bench

@@ -1,19 +1,6 @@
-"""Run every benchmark module in this package."""
+"""``make bench``: see ``benchmarks.harness``."""
 
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-import benchmarks
-
-
-def main() -> None:
-    for module in pkgutil.iter_modules(benchmarks.__path__):
-        if module.name.startswith("bench_"):
-            print(f"== {module.name}")
-            importlib.import_module(f"benchmarks.{module.name}").main()
-
+from benchmarks.harness import main
 
 if __name__ == "__main__":
     main()
