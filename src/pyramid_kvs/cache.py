@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING: Any = object()
-_POLL_INTERVAL = 0.05
+#: how long a caller waiting for another's regeneration sleeps between reads: short
+#: at first (most values are quick to compute), doubling up to the longest, so a slow
+#: regeneration costs the store a few reads per waiting caller, not hundreds
+_FIRST_POLL, _LONGEST_POLL = 0.002, 0.05
 
 
 @dataclass(frozen=True)
@@ -240,8 +243,10 @@ class Cache:
         locked = self._guard(None, "lock", self._locks.add, key, b"1", self.lock_timeout)
         if locked is False:  # someone else regenerates: wait for their value
             deadline = time.monotonic() + self.lock_wait
+            pause = _FIRST_POLL
             while time.monotonic() < deadline:
-                time.sleep(_POLL_INTERVAL)
+                time.sleep(pause)
+                pause = min(pause * 2, _LONGEST_POLL)
                 value = self._load(key)
                 if value is not _MISSING:
                     return value
