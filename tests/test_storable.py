@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyramid_kvs import storable
 from pyramid_kvs.storable import (
     PerlCode,
     PerlHook,
@@ -185,22 +186,27 @@ def test_perl_corpus(case: dict[str, Any], kind: str) -> None:
 
 
 def _recording(op: int, handler: Any, found: set[int]) -> Any:
-    def record(cname: str | None) -> Any:
+    def record(reader: Any, cname: str | None) -> Any:
         found.add(op)
-        return handler(cname)
+        return handler(reader, cname)
 
     return record
 
 
 def _corpus_opcodes() -> set[int]:
-    """Opcodes dispatched while thawing the corpus (recorded by wrapping the table)."""
-    from pyramid_kvs import storable
+    """Opcodes dispatched while thawing the corpus (recorded by wrapping the table).
 
+    The reader that dispatches every value through the table is used: the inlined
+    loop decodes the common opcodes without it.
+    """
     found: set[int] = set()
     for case in CORPUS:
         for kind in ("freeze", "nfreeze"):
-            reader = storable._Reader(bytes.fromhex(case[kind]), "auto", False, 256)
-            reader.ops = [_recording(op, handler, found) for op, handler in enumerate(reader.ops)]
+            blob = bytes.fromhex(case[kind])
+            reader = storable._Reader(blob, "auto", False, 256, inline=False)
+            reader.ops = tuple(
+                _recording(op, handler, found) for op, handler in enumerate(reader.ops)
+            )
             reader.run()
     return found
 
@@ -592,9 +598,8 @@ def test_non_bytes_input() -> None:
 _REAL = _blobs(400)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
+def _mutated(data: st.DataObject) -> bytes:
+    """A Perl-made blob with one to four random edits."""
     blob = bytearray(data.draw(st.sampled_from(_REAL)))
     for _ in range(data.draw(st.integers(1, 4))):
         action = data.draw(st.sampled_from(["set", "insert", "delete", "truncate"]))
@@ -607,9 +612,16 @@ def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
             del blob[pos : pos + data.draw(st.integers(1, 8))]
         else:
             del blob[pos:]
+    return bytes(blob)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
+    blob = _mutated(data)
     start = time.perf_counter()
     with contextlib.suppress(StorableError):
-        thaw(bytes(blob))
+        thaw(blob)
     assert time.perf_counter() - start < 1.0
 
 
@@ -624,3 +636,69 @@ def test_float_special_values() -> None:
     values = thaw(freeze([float("nan"), float("inf")]))
     assert math.isnan(values[0]) and values[1] == float("inf")
     assert thaw(nfreeze([float("nan"), float("inf")])) == ["NaN", "Inf"]
+
+
+# ---------------------------------------------------------------------------
+# The inlined loops against the plain reading
+#
+# thaw decodes the common opcodes inside one loop; storable._read(inline=False)
+# reads every value through its opcode handler.  Both must read every blob alike,
+# valid or not.
+
+TEXT_OPTIONS = st.sampled_from(
+    [("auto", False), ("str", False), ("bytes", False), ("auto", True), ("str", True)]
+)
+
+
+def _outcome(blob: bytes, *, inline: bool, text: Any = "auto", numeric: bool = False) -> Any:
+    """What reading ``blob`` gives: a description of the value, or the error."""
+    try:
+        return describe(storable._read(blob, text, numeric, 256, inline=inline))
+    except StorableError:
+        return "StorableError"
+
+
+@pytest.mark.parametrize("kind", ["freeze", "nfreeze"])
+@pytest.mark.parametrize("case", CORPUS, ids=CASE_IDS)
+def test_plain_reading_of_the_corpus(case: dict[str, Any], kind: str) -> None:
+    if "error" in case:
+        pytest.fail(case["error"], pytrace=False)
+    value = storable._read(bytes.fromhex(case[kind]), "auto", False, 256, inline=False)
+    assert describe(value) == normalize(case[f"perl_{kind}"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), options=TEXT_OPTIONS)
+def test_inlined_loop_reads_mutated_blobs_as_the_plain_reading(
+    data: st.DataObject, options: tuple[str, bool]
+) -> None:
+    blob = _mutated(data)
+    text, numeric = options
+    inlined = _outcome(blob, inline=True, text=text, numeric=numeric)
+    assert inlined == _outcome(blob, inline=False, text=text, numeric=numeric)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=plain_data, network=st.booleans(), options=TEXT_OPTIONS)
+def test_inlined_loop_reads_generated_data_as_the_plain_reading(
+    value: Any, network: bool, options: tuple[str, bool]
+) -> None:
+    blob = nfreeze(value) if network else freeze(value)
+    text, numeric = options
+    inlined = _outcome(blob, inline=True, text=text, numeric=numeric)
+    assert inlined != "StorableError"
+    assert inlined == _outcome(blob, inline=False, text=text, numeric=numeric)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_references_to_containers_count_one_level(inline: bool) -> None:
+    # the inlined loop reads references to containers itself: each is a level, as
+    # in the handler, so an array in an array is two levels deeper, not one
+    for levels in (127, 128, 129):
+        blob = _net(b"\x02\x00\x00\x00\x01" + b"\x04\x02\x00\x00\x00\x01" * levels + b"\x05")
+        for max_depth in range(254, 261):
+            if 1 + 2 * levels <= max_depth:
+                storable._read(blob, "auto", False, max_depth, inline=inline)
+            else:
+                with pytest.raises(StorableError, match="max_depth"):
+                    storable._read(blob, "auto", False, max_depth, inline=inline)

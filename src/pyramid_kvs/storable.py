@@ -152,6 +152,11 @@ _BE_U64 = struct.Struct(">Q")
 _HOOK_KINDS = {0: "scalar", 1: "array", 2: "hash", 4: "scalar", 5: "array", 6: "hash"}
 _PENDING: Any = object()  # placeholder for a reference whose target is being read
 _RV_OPCODES = frozenset((SX_REF, SX_OVERLOAD, SX_WEAKREF, SX_WEAKOVERLOAD))
+_HIDDEN: Any = object()  # the key of a restricted hash's placeholder, which is skipped
+_PLAIN_CONTAINERS = (SX_HASH, SX_ARRAY)
+#: the fewest bytes an item takes in each kind of container: an opcode, and for a
+#: hash entry a 4-byte key length, and a flag byte in a flagged hash
+_MIN_ITEM_SIZE = {SX_ARRAY: 1, SX_HASH: 5, SX_FLAG_HASH: 6}
 
 
 class StorableError(ValueError):
@@ -284,7 +289,9 @@ def _truncated() -> StorableError:
 class _Reader:
     """One decoding pass: input bytes, a cursor and the tables of seen values."""
 
-    def __init__(self, data: bytes, text: TextMode, numeric: bool, max_depth: int) -> None:
+    def __init__(
+        self, data: bytes, text: TextMode, numeric: bool, max_depth: int, inline: bool = True
+    ) -> None:
         self.data = data
         self.end = len(data)
         self.pos = 0
@@ -300,10 +307,13 @@ class _Reader:
         self.netorder = False
         self.minor = 0
         self.fast = text == "auto" and not numeric  # may inline plain string decoding
-        ops: list[Callable[[str | None], Any]] = [self._bad_op] * 256
-        for code, name in _HANDLERS.items():
-            ops[code] = getattr(self, name)
-        self.ops = ops
+        self.ops = _OPS
+        self.inline = inline
+        # the loop that reads containers: inlined once the header is read (see run),
+        # or the plain reading that the inlined loop is tested against
+        self.fill: Callable[[int, int, str | None], Any] = self._fill_by_table
+        self.iv = self.nv = _BE_U64.unpack_from  # replaced by read_header in native order
+        self.ivsize = 0
 
     # -- header ---------------------------------------------------------
 
@@ -394,13 +404,6 @@ class _Reader:
         self.pos = pos + 8
         return self.u64(self.data, pos)[0]
 
-    def _count(self, per_item: int) -> int:
-        """Read an i32 element count and check it against the remaining input."""
-        n = self._i32()
-        if n < 0 or n * per_item > self.end - self.pos:
-            raise StorableError(f"count {n} exceeds the remaining input")
-        return n
-
     def _raw(self, n: int) -> bytes:
         pos = self.pos
         end = pos + n
@@ -443,7 +446,7 @@ class _Reader:
         if pos >= self.end:
             raise _truncated()
         self.pos = pos + 1
-        return self.ops[self.data[pos]](cname)
+        return self.ops[self.data[pos]](self, cname)
 
     def _register(self, value: Any, cname: str | None) -> Any:
         if cname is not None:
@@ -605,135 +608,198 @@ class _Reader:
     # -- containers -----------------------------------------------------
 
     def _op_array(self, cname: str | None) -> Any:
-        n = self._count(1)
-        items: list[Any] = [None] * n
-        result: Any = items if cname is None else PerlObject(cname, items)
-        self.seen.append(result)
-        if not n:
-            return result
-        self.depth += 1
-        if self.depth > self.max_depth:
-            raise StorableError(f"nesting deeper than max_depth={self.max_depth}")
-        data = self.data
-        limit = self.end
-        ops = self.ops
-        fast = self.fast
-        seen_append = self.seen.append
-        pos = self.pos
-        for i in range(n):
-            op = data[pos]  # inlined short strings and small integers, as in _op_hash
-            if op == SX_SCALAR and fast:
-                start = pos + 2
-                pos = start + data[pos + 1]
-                if pos > limit:
-                    raise _truncated()
-                raw = data[start:pos]
-                try:
-                    value: Any = raw.decode()
-                except UnicodeDecodeError:
-                    value = raw
-                seen_append(value)
-            elif op == SX_BYTE:
-                value = data[pos + 1] - 128
-                seen_append(value)
-                pos += 2
-            else:
-                self.pos = pos + 1
-                value = ops[op](None)
-                pos = self.pos
-            items[i] = value
-        self.pos = pos
-        self.depth -= 1
-        return result
+        return self.fill(SX_ARRAY, self._i32(), cname)
 
     def _op_hash(self, cname: str | None) -> Any:
-        n = self._count(5)
-        hv: dict[Any, Any] = {}
-        result: Any = hv if cname is None else PerlObject(cname, hv)
-        self.seen.append(result)
-        if not n:
-            return result
-        self.depth += 1
-        if self.depth > self.max_depth:
-            raise StorableError(f"nesting deeper than max_depth={self.max_depth}")
-        data = self.data
-        limit = self.end
-        ops = self.ops
-        rlen = self.rlen_u
-        cache = self.key_cache
-        text = self._text
-        fast = self.fast
-        seen_append = self.seen.append
-        pos = self.pos
-        for _ in range(n):
-            # values first; short strings and small integers are inlined because
-            # they are most of a session (an IndexError here means truncation)
-            op = data[pos]
-            if op == SX_SCALAR and fast:
-                start = pos + 2
-                pos = start + data[pos + 1]
-                if pos > limit:
-                    raise _truncated()
-                raw = data[start:pos]
-                try:
-                    value: Any = raw.decode()
-                except UnicodeDecodeError:
-                    value = raw
-                seen_append(value)
-            elif op == SX_BYTE:
-                value = data[pos + 1] - 128
-                seen_append(value)
-                pos += 2
-            else:
-                self.pos = pos + 1
-                value = ops[op](None)
-                pos = self.pos
-            start = pos + 4
-            if start > limit:
-                raise _truncated()
-            end = start + rlen(data, pos)[0]
-            if end > limit:
-                raise _truncated()
-            raw = data[start:end]
-            pos = end
-            key = cache.get(raw)
-            if key is None:
-                key = cache[raw] = text(raw)
-            hv[key] = value
-        self.pos = pos
-        self.depth -= 1
-        return result
+        return self.fill(SX_HASH, self._i32(), cname)
 
     def _op_flag_hash(self, cname: str | None) -> Any:
         self._byte()  # hash flags: only "restricted", which Python has no use for
-        return self._flag_hash(self._count(6), cname)
+        return self.fill(SX_FLAG_HASH, self._i32(), cname)
 
-    def _flag_hash(self, n: int, cname: str | None) -> Any:
-        hv: dict[Any, Any] = {}
-        result = self._register(hv, cname)
-        self._enter()
-        for _ in range(n):
-            value = self.retrieve()
-            kflags = self._byte()
-            if kflags & SHV_K_ISSV:
-                key = self.retrieve()
-                try:
-                    hash(key)
-                except TypeError:
-                    raise StorableError("unhashable hash key object") from None
-            else:
-                raw = self._raw(self._u32())
-                if kflags & SHV_K_PLACEHOLDER:
+    def _open(self, kind: int, n: int, cname: str | None) -> tuple[Any, Any]:
+        """Check a container's item count, allocate the container and tag it.
+
+        Returns the container and the value that stands for it (a ``PerlObject``
+        when blessed).  The count is checked against the remaining input first:
+        a forged count cannot make us allocate more than the input could fill.
+        """
+        if n < 0 or n * _MIN_ITEM_SIZE[kind] > self.end - self.pos:
+            raise StorableError(f"count {n} exceeds the remaining input")
+        items: Any = [None] * n if kind == SX_ARRAY else {}
+        result = items if cname is None else PerlObject(cname, items)
+        self.seen.append(result)
+        return items, result
+
+    def _hash_key(self, kind: int) -> Any:
+        """Read the key that follows a hash value (``_HIDDEN`` for a placeholder)."""
+        kflags = self._byte() if kind == SX_FLAG_HASH else 0
+        if kflags & SHV_K_ISSV:
+            key = self.retrieve()
+            try:
+                hash(key)
+            except TypeError:
+                raise StorableError("unhashable hash key object") from None
+            return key
+        raw = self._raw(self._u32())
+        if kflags & SHV_K_PLACEHOLDER:  # a restricted hash's hidden key: Perl hides it too
+            return _HIDDEN
+        if kflags & SHV_K_UTF8:
+            return self._utf8(raw)
+        if kflags & SHV_K_WASUTF8:
+            return raw.decode("latin-1")
+        key = self.key_cache.get(raw)
+        if key is None:
+            key = self.key_cache[raw] = self._text(raw)
+        return key
+
+    def _fill_by_table(self, kind: int, n: int, cname: str | None) -> Any:
+        """Read a container's ``n`` items one handler call per opcode.
+
+        The plain reading of the format, kept as the reference that the inlined
+        loop (what ``thaw`` uses) is tested against, value for value.
+        """
+        items, result = self._open(kind, n, cname)
+        if n:
+            self._enter()
+            for i in range(n):
+                value = self.retrieve()
+                if kind == SX_ARRAY:
+                    items[i] = value
                     continue
-                if kflags & SHV_K_UTF8:
-                    key = self._utf8(raw)
-                elif kflags & SHV_K_WASUTF8:
-                    key = raw.decode("latin-1")
-                else:
-                    key = self._text(raw)
-            hv[key] = value
-        self.depth -= 1
+                key = self._hash_key(kind)
+                if key is not _HIDDEN:
+                    items[key] = value
+            self.depth -= 1
         return result
+
+    def _inlined_fill(self) -> Callable[[int, int, str | None], Any]:
+        """Build the loop that reads a container's items, where thawing spends its time.
+
+        The opcodes most of a session is made of (short and UTF-8 strings, small
+        and native integers, doubles, undef, references to hashes and arrays) and
+        plain hash keys are decoded in the loop itself; any other opcode goes to
+        its handler.  It reads exactly as ``_fill_by_table`` does, which the tests
+        hold it to.  It is a closure, built once the header is read, so that what
+        it needs is bound once per ``thaw`` rather than at every container.
+
+        Reading past the end raises IndexError or struct.error (``thaw`` reports
+        truncation).  A slice past the end does not, but it leaves ``pos`` past
+        the end, where the next read raises; the end of each container checks it.
+        """
+        data = self.data
+        limit = self.end
+        max_depth = self.max_depth
+        seen = self.seen
+        seen_append = seen.append
+        rv_tags_add = self.rv_tags.add
+        plain_text = self.fast
+        native = not self.netorder
+        iv, ivsize, nv = self.iv, self.ivsize, self.nv
+        netint = _BE_I32.unpack_from
+        count = self.rlen
+        key_length = self.rlen_u
+        keys_get = self.key_cache.get
+        key_cache = self.key_cache
+        text = self._text
+        utf8 = self._utf8
+        ops = self.ops
+        hash_key = self._hash_key
+        open_container = self._open
+        reader = self
+
+        def fill(kind: int, n: int, cname: str | None) -> Any:
+            items, result = open_container(kind, n, cname)
+            if not n:
+                return result
+            depth = reader.depth + 1
+            if depth > max_depth:
+                raise StorableError(f"nesting deeper than max_depth={max_depth}")
+            reader.depth = depth
+            plain_keys = kind == SX_HASH
+            array = kind == SX_ARRAY
+            pos = reader.pos
+            for i in range(n):
+                op = data[pos]
+                if op == SX_SCALAR and plain_text:
+                    start = pos + 2
+                    pos = start + data[pos + 1]
+                    raw = data[start:pos]
+                    try:
+                        value: Any = raw.decode()
+                    except UnicodeDecodeError:
+                        value = raw
+                    seen_append(value)
+                elif op == SX_BYTE:
+                    value = data[pos + 1] - 128
+                    pos += 2
+                    seen_append(value)
+                elif op == SX_REF and data[pos + 1] in _PLAIN_CONTAINERS:
+                    # a reference to a hash or an array: the container stands for it
+                    if depth >= max_depth:
+                        raise StorableError(f"nesting deeper than max_depth={max_depth}")
+                    tag = len(seen)
+                    seen_append(_PENDING)
+                    reader.pos = pos + 6
+                    reader.depth = depth + 1
+                    value = fill(data[pos + 1], count(data, pos + 2)[0], None)
+                    reader.depth = depth
+                    pos = reader.pos
+                    early = seen[tag]
+                    if early is not _PENDING:  # a cycle handed out a box for this reference
+                        early.value = value
+                    seen[tag] = value
+                    rv_tags_add(tag)
+                elif op == SX_NETINT:
+                    value = netint(data, pos + 1)[0]
+                    pos += 5
+                    seen_append(value)
+                elif op == SX_UTF8STR:
+                    start = pos + 2
+                    pos = start + data[pos + 1]
+                    if pos > limit:
+                        raise _truncated()
+                    value = utf8(data[start:pos])
+                    seen_append(value)
+                elif op == SX_INTEGER and native:
+                    value = iv(data, pos + 1)[0]
+                    pos += 1 + ivsize
+                    seen_append(value)
+                elif op == SX_DOUBLE and native:
+                    value = nv(data, pos + 1)[0]
+                    pos += 9
+                    seen_append(value)
+                elif op in (SX_UNDEF, SX_SV_UNDEF):
+                    value = None
+                    pos += 1
+                    seen_append(None)
+                else:
+                    reader.pos = pos + 1
+                    value = ops[op](reader, None)
+                    pos = reader.pos
+                if plain_keys:
+                    start = pos + 4
+                    pos = start + key_length(data, pos)[0]
+                    raw = data[start:pos]
+                    key = keys_get(raw)
+                    if key is None:
+                        key = key_cache[raw] = text(raw)
+                    items[key] = value
+                elif array:
+                    items[i] = value
+                else:
+                    reader.pos = pos
+                    key = hash_key(kind)
+                    pos = reader.pos
+                    if key is not _HIDDEN:
+                        items[key] = value
+            if pos > limit:
+                raise _truncated()
+            reader.pos = pos
+            reader.depth = depth - 1
+            return result
+
+        return fill
 
     def _op_ref(self, cname: str | None) -> Any:
         seen = self.seen
@@ -934,40 +1000,20 @@ class _Reader:
             # skips them; we follow the writer, the only producer of this data.
             self._byte()
         n = self._u64()
-        remaining = self.end - self.pos
         if kind == SX_OBJECT:
             return self._backref(n)
         if kind == SX_LSCALAR:
             return self._finish_string(self._raw(n), cname)
         if kind == SX_LUTF8STR:
             return self._register(self._utf8(self._raw(n)), cname)
-        if kind == SX_ARRAY:
-            if n > remaining:
-                raise StorableError(f"count {n} exceeds the remaining input")
-            items: list[Any] = [None] * n
-            result = self._register(items, cname)
-            self._enter()
-            for i in range(n):
-                items[i] = self.retrieve()
-            self.depth -= 1
-            return result
-        if kind in (SX_HASH, SX_FLAG_HASH):
-            if n * (5 if kind == SX_HASH else 6) > remaining:
-                raise StorableError(f"count {n} exceeds the remaining input")
-            if kind == SX_FLAG_HASH:
-                return self._flag_hash(n, cname)
-            hv: dict[Any, Any] = {}
-            result = self._register(hv, cname)
-            self._enter()
-            for _ in range(n):
-                value = self.retrieve()
-                hv[self._text(self._raw(self._u32()))] = value
-            self.depth -= 1
-            return result
+        if kind in _MIN_ITEM_SIZE:
+            return self.fill(kind, n, cname)
         raise StorableError(f"unexpected type {kind} in large object")
 
     def run(self) -> Any:
         self.read_header()
+        if self.inline:
+            self.fill = self._inlined_fill()
         value = self.retrieve()
         if self.pos != self.end:
             raise StorableError(f"{self.end - self.pos} trailing bytes after Storable data")
@@ -1014,6 +1060,12 @@ _HANDLERS: dict[int, str] = {
 }
 
 
+#: the handler of every opcode, indexed by opcode
+_OPS: tuple[Callable[[_Reader, str | None], Any], ...] = tuple(
+    getattr(_Reader, _HANDLERS.get(code, "_bad_op")) for code in range(256)
+)
+
+
 def thaw(
     data: bytes | bytearray | memoryview,
     *,
@@ -1040,7 +1092,18 @@ def thaw(
         data = bytes(data)
     if max_size is not None and len(data) > max_size:
         raise StorableError(f"Storable data of {len(data)} bytes exceeds max_size={max_size}")
-    reader = _Reader(data, text, numeric_strings, max_depth)
+    return _read(data, text, numeric_strings, max_depth)
+
+
+def _read(
+    data: bytes, text: TextMode, numeric: bool, max_depth: int, *, inline: bool = True
+) -> Any:
+    """Decode ``data`` in Python, reporting every failure as ``StorableError``.
+
+    ``inline=False`` reads every value through the opcode handlers: the tests
+    compare it with the inlined loop that ``thaw`` uses.
+    """
+    reader = _Reader(data, text, numeric, max_depth, inline)
     try:
         return reader.run()
     except StorableError:
