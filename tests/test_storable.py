@@ -702,3 +702,64 @@ def test_references_to_containers_count_one_level(inline: bool) -> None:
             else:
                 with pytest.raises(StorableError, match="max_depth"):
                     storable._read(blob, "auto", False, max_depth, inline=inline)
+
+
+# ---------------------------------------------------------------------------
+# The writer's loop: tags for back-references, cached keys
+
+
+def _containers(value: Any, found: list[Any]) -> list[Any]:
+    if isinstance(value, dict | list) and not any(c is value for c in found):
+        found.append(value)
+        for child in value.values() if isinstance(value, dict) else value:
+            _containers(child, found)
+    return found
+
+
+@st.composite
+def shared_data(draw: st.DrawFn) -> Any:
+    """Nested hashes and arrays that reuse a few keys and share (or cycle through)
+    some of their containers: what the writer's key cache and tags must get right."""
+    keys = draw(st.lists(st.text(max_size=6), min_size=1, max_size=5, unique=True))
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**31), max_value=2**31 - 1)
+        | st.text(max_size=12)
+    )
+    root = draw(
+        st.recursive(
+            leaves,
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(st.sampled_from(keys), children, max_size=4)
+            ),
+            max_leaves=25,
+        ).filter(lambda v: isinstance(v, dict | list))
+    )
+    containers = _containers(root, [])
+    for _ in range(draw(st.integers(0, 4))):
+        shared = draw(st.sampled_from(containers))
+        holder = draw(st.sampled_from(containers))
+        if isinstance(holder, list):
+            holder.append(shared)
+        else:
+            holder[draw(st.sampled_from(keys))] = shared
+    return root
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=shared_data(), network=st.booleans())
+def test_shared_containers_and_repeated_keys_round_trip(value: Any, network: bool) -> None:
+    blob = nfreeze(value) if network else freeze(value)
+    assert describe(thaw(blob)) == describe(value)
+
+
+def test_cached_keys_follow_the_hash_kind() -> None:
+    # "k" is cached by a plain hash, then meets a hash that needs per-key flags
+    value = [{"k": 1}, {"k": 2, "é": 3}, {"k": 4}, {b"k": 5}, {"k": 6, 7: 8}]
+    for blob in (freeze(value), nfreeze(value)):
+        assert thaw(blob) == [{"k": 1}, {"k": 2, "é": 3}, {"k": 4}, {"k": 5}, {"k": 6, "7": 8}]
+    assert describe(thaw(nfreeze(value))) == _perl_thaw(nfreeze(value))
+    with pytest.raises(TypeError):  # True == 1, but a boolean key is refused
+        nfreeze([{1: "a"}, {True: "b"}])

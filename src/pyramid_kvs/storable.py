@@ -60,10 +60,11 @@ nesting deeper than ``max_depth`` and inputs larger than ``max_size``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -1122,16 +1123,29 @@ def _read(
 _NATIVE_HEADER = b"\x04" + bytes([WRITE_MINOR]) + b"\x0812345678\x04\x08\x08\x08"
 _NET_HEADER = b"\x05" + bytes([WRITE_MINOR])
 _LE_I32 = struct.Struct("<i")
-_LE_Q = struct.Struct("<q")
-_LE_D = struct.Struct("<d")
+# Precomputed opcodes with their operands: the writer's loop appends these whole.
+_SCALAR_HEADERS = tuple(bytes((SX_SCALAR, n)) for n in range(256))
+_UTF8STR_HEADERS = tuple(bytes((SX_UTF8STR, n)) for n in range(256))
+_SMALL_INTS = tuple(bytes((SX_BYTE, n)) for n in range(256))  # index: value + 128
+_OP_REF = bytes((SX_REF,))
+_OP_UNDEF = bytes((SX_UNDEF,))
+_OP_OBJECT = bytes((SX_OBJECT,))
+_NETINT = struct.Struct(">Bi").pack
+_NATIVE_INTEGER = struct.Struct("<Bq").pack
+_NATIVE_DOUBLE = struct.Struct("<Bd").pack
+_NO_KEY = itertools.repeat(b"")
 
 
 class _Writer:
-    """Serializes plain Python data the way Perl's Storable stores the same values."""
+    """Serializes plain Python data the way Perl's Storable stores the same values.
+
+    The output is a list of byte strings joined at the end; every SV written
+    takes the next tag, as in Perl, so that back-references can name it.
+    """
 
     def __init__(self, netorder: bool, max_depth: int) -> None:
         self.netorder = netorder
-        self.out = bytearray(_NET_HEADER if netorder else _NATIVE_HEADER)
+        self.parts: list[bytes] = [_NET_HEADER if netorder else _NATIVE_HEADER]
         self.i32 = _BE_I32.pack if netorder else _LE_I32.pack
         self.tag = 0
         self.tags: dict[int, int] = {}
@@ -1139,24 +1153,29 @@ class _Writer:
         self.classes: dict[str, int] = {}
         self.max_depth = max_depth
         self.depth = 0
+        #: ASCII ``str`` keys already written, with their length and bytes as
+        #: SX_HASH writes them: a session repeats the same few keys
+        self.plain_keys: dict[str, bytes] = {}
+
+    def _header(self, op: int, n: int) -> bytes:
+        """An opcode with a 4-byte length (or index) in the writer's byte order."""
+        if n > 0x7FFFFFFF:
+            raise StorableError("strings over 2 GiB are not supported")
+        return bytes((op,)) + self.i32(n)
 
     def _len_prefixed(self, raw: bytes, small: int, large: int) -> None:
-        out = self.out
-        if len(raw) <= 255:
-            out.append(small)
-            out.append(len(raw))
-        elif len(raw) <= 0x7FFFFFFF:
-            out.append(large)
-            out += self.i32(len(raw))
-        else:
-            raise StorableError("strings over 2 GiB are not supported")
-        out += raw
+        n = len(raw)
+        self.parts.append(bytes((small, n)) if n <= 255 else self._header(large, n))
+        self.parts.append(raw)
 
     def _string(self, value: str) -> None:
         if value.isascii():
             self._len_prefixed(value.encode("ascii"), SX_SCALAR, SX_LSCALAR)
         else:
             self._len_prefixed(value.encode("utf-8", "surrogatepass"), SX_UTF8STR, SX_LUTF8STR)
+
+    def _number_string(self, value: int | float) -> None:
+        self._len_prefixed(_perl_str_number(value).encode("ascii"), SX_SCALAR, SX_LSCALAR)
 
     def _key(self, key: Any) -> tuple[int, bytes]:
         if type(key) is str or isinstance(key, str):
@@ -1173,36 +1192,32 @@ class _Writer:
 
     def write(self, obj: Any) -> None:
         """Write one SV (every call consumes one tag, as in Perl)."""
-        out = self.out
+        parts = self.parts
         if obj is None:
             self.tag += 1
-            out.append(SX_UNDEF)
+            parts.append(_OP_UNDEF)
         elif obj is True or obj is False:
             self.tag += 1
-            out.append(SX_SV_YES if obj else SX_SV_NO)
+            parts.append(bytes((SX_SV_YES if obj else SX_SV_NO,)))
         elif isinstance(obj, str):
             self.tag += 1
             self._string(obj)
         elif isinstance(obj, int):
             self.tag += 1
             if -128 <= obj <= 127:
-                out.append(SX_BYTE)
-                out.append(obj + 128)
+                parts.append(_SMALL_INTS[obj + 128])
             elif self.netorder and -(2**31) <= obj < 2**31:
-                out.append(SX_NETINT)
-                out += _BE_I32.pack(obj)
+                parts.append(_NETINT(SX_NETINT, obj))
             elif not self.netorder and -(2**63) <= obj < 2**63:
-                out.append(SX_INTEGER)
-                out += _LE_Q.pack(obj)
+                parts.append(_NATIVE_INTEGER(SX_INTEGER, obj))
             else:
-                self._len_prefixed(_perl_str_number(obj).encode("ascii"), SX_SCALAR, SX_LSCALAR)
+                self._number_string(obj)
         elif isinstance(obj, float):
             self.tag += 1
             if self.netorder:
-                self._len_prefixed(_perl_str_number(obj).encode("ascii"), SX_SCALAR, SX_LSCALAR)
+                self._number_string(obj)
             else:
-                out.append(SX_DOUBLE)
-                out += _LE_D.pack(obj)
+                parts.append(_NATIVE_DOUBLE(SX_DOUBLE, obj))
         elif isinstance(obj, bytes | bytearray | memoryview):
             self.tag += 1
             self._len_prefixed(bytes(obj), SX_SCALAR, SX_LSCALAR)
@@ -1215,8 +1230,7 @@ class _Writer:
         """Emit a back-reference if ``obj`` was already written; else give it a tag."""
         tag = self.tags.get(id(obj))
         if tag is not None:
-            self.out.append(SX_OBJECT)
-            self.out += _BE_U32.pack(tag)
+            self.parts.append(_OP_OBJECT + _BE_U32.pack(tag))
             return True
         self.tags[id(obj)] = self.tag
         self.keep.append(obj)
@@ -1227,14 +1241,14 @@ class _Writer:
         """Write ``obj`` as a hash value or array element: containers go behind a ref."""
         if isinstance(obj, dict | list | tuple | PerlObject):
             self.tag += 1  # the RV
-            self.out.append(SX_REF)
+            self.parts.append(_OP_REF)
         self.write(obj)
 
     def _container(self, obj: Any) -> None:
         self.depth += 1
         if self.depth > self.max_depth:
             raise StorableError(f"data nested deeper than max_depth={self.max_depth}")
-        out = self.out
+        parts = self.parts
         if isinstance(obj, PerlObject):
             if not isinstance(obj.value, dict | list | tuple | PerlRef | str | bytes | int):
                 raise TypeError(f"cannot freeze a PerlObject holding {type(obj.value)!r}")
@@ -1245,20 +1259,15 @@ class _Writer:
                 idx = self.classes.get(obj.class_name)
                 if idx is None:
                     self.classes[obj.class_name] = len(self.classes)
-                    out.append(SX_BLESS)
                     if len(name) <= 127:
-                        out.append(len(name))
+                        parts.append(bytes((SX_BLESS, len(name))))
                     else:
-                        out.append(0x80)
-                        out += self.i32(len(name))
-                    out += name
+                        parts.append(bytes((SX_BLESS, 0x80)) + self.i32(len(name)))
+                    parts.append(name)
+                elif idx <= 127:
+                    parts.append(bytes((SX_IX_BLESS, idx)))
                 else:
-                    out.append(SX_IX_BLESS)
-                    if idx <= 127:
-                        out.append(idx)
-                    else:
-                        out.append(0x80)
-                        out += self.i32(idx)
+                    parts.append(bytes((SX_IX_BLESS, 0x80)) + self.i32(idx))
                 # the blessed SV and the object share identity and one tag
                 self.tags[id(obj)] = self.tag
                 self.keep.append(obj)
@@ -1272,34 +1281,100 @@ class _Writer:
                     self.write(inner)
         elif isinstance(obj, PerlRef):
             if not self._seen(obj):
-                out.append(SX_REF)
+                parts.append(_OP_REF)
                 self._value(obj.value)
         elif not self._seen(obj):
             self._body(obj)
         self.depth -= 1
 
-    def _body(self, obj: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> None:
-        out = self.out
-        if isinstance(obj, dict):
-            keys = [(self._key(k), v) for k, v in obj.items()]
-            flagged = any(flag for (flag, _), _ in keys)
-            if flagged:
-                out.append(SX_FLAG_HASH)
-                out.append(0)
-            else:
-                out.append(SX_HASH)
-            out += self.i32(len(keys))
-            for (flag, raw), value in keys:
-                self._value(value)
-                if flagged:
-                    out.append(flag)
-                out += self.i32(len(raw))
-                out += raw
+    def _hash_start(self, obj: dict[Any, Any]) -> Iterable[tuple[Any, bytes]]:
+        """Write a hash's opcode and count; return its (value, encoded key) pairs.
+
+        A hash with a key that is not ASCII needs SX_FLAG_HASH and a flag byte
+        before each key.  ASCII ``str`` keys of plain hashes are remembered, so
+        that ``_body`` finds later hashes made of known keys without this work.
+        """
+        keys = [self._key(k) for k in obj]
+        flagged = any(flag for flag, _ in keys)
+        i32 = self.i32
+        if flagged:
+            self.parts.append(bytes((SX_FLAG_HASH, 0)) + i32(len(keys)))
+            encoded = [bytes((flag,)) + i32(len(raw)) + raw for flag, raw in keys]
         else:
-            out.append(SX_ARRAY)
-            out += self.i32(len(obj))
-            for value in obj:
+            self.parts.append(bytes((SX_HASH,)) + i32(len(keys)))
+            encoded = [i32(len(raw)) + raw for _, raw in keys]
+            plain = self.plain_keys
+            for key, entry in zip(obj, encoded, strict=True):
+                if type(key) is str:
+                    plain[key] = entry
+        return zip(obj.values(), encoded, strict=True)
+
+    def _body(self, obj: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> None:
+        """Write a hash's or an array's items: the loop where freezing spends its time.
+
+        Strings, integers, floats, undef and plain containers are written right
+        here from precomputed headers; any other value goes through ``_value``,
+        which writes the same bytes for these, only slower.
+        """
+        parts = self.parts
+        append = parts.append
+        pairs: Iterable[tuple[Any, bytes]]
+        if isinstance(obj, dict):
+            plain = self.plain_keys
+            if plain.keys() >= obj.keys():
+                append(bytes((SX_HASH,)) + self.i32(len(obj)))
+                pairs = zip(obj.values(), map(plain.__getitem__, obj), strict=True)
+            else:
+                pairs = self._hash_start(obj)
+        else:
+            append(bytes((SX_ARRAY,)) + self.i32(len(obj)))
+            pairs = zip(obj, _NO_KEY, strict=False)
+        netorder = self.netorder
+        tag = self.tag
+        for value, key in pairs:
+            kind = type(value)
+            if kind is str:
+                tag += 1
+                if value.isascii():
+                    n = len(value)
+                    append(_SCALAR_HEADERS[n] if n < 256 else self._header(SX_LSCALAR, n))
+                    append(value.encode())
+                else:
+                    raw = value.encode("utf-8", "surrogatepass")
+                    n = len(raw)
+                    append(_UTF8STR_HEADERS[n] if n < 256 else self._header(SX_LUTF8STR, n))
+                    append(raw)
+            elif kind is int:
+                tag += 1
+                if -128 <= value <= 127:
+                    append(_SMALL_INTS[value + 128])
+                elif netorder and -(2**31) <= value < 2**31:
+                    append(_NETINT(SX_NETINT, value))
+                elif not netorder and -(2**63) <= value < 2**63:
+                    append(_NATIVE_INTEGER(SX_INTEGER, value))
+                else:
+                    self._number_string(value)
+            elif kind is dict or kind is list or kind is tuple:
+                append(_OP_REF)
+                self.tag = tag + 1  # the RV
+                self._container(value)
+                tag = self.tag
+            elif value is None:
+                tag += 1
+                append(_OP_UNDEF)
+            elif kind is float:
+                tag += 1
+                if netorder:
+                    self._number_string(value)
+                else:
+                    append(_NATIVE_DOUBLE(SX_DOUBLE, value))
+            else:
+                self.tag = tag
                 self._value(value)
+                tag = self.tag
+            if key:
+                append(key)
+        self.tag = tag
 
 
 def _perl_str_number(value: int | float) -> str:
@@ -1327,7 +1402,7 @@ def _freeze(obj: Any, netorder: bool, max_depth: int) -> bytes:
             writer.write(obj)
     except RecursionError as exc:
         raise StorableError("data nested too deeply for the Python stack") from exc
-    return bytes(writer.out)
+    return b"".join(writer.parts)
 
 
 def freeze(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
