@@ -12,18 +12,17 @@ them (small and large integers, doubles, numeric strings).  Three comparisons:
   session, timed inside Perl with Time::HiRes;
 * for context, Perl's own ``thaw`` (C) of the network-order blob.
 
-Timings are taken in interleaved rounds (each round times every contender once) and
-each ratio is the median of the rounds' ratios, so a busy moment slows one round of
-both contenders rather than one of them (the times printed are each one's best
-round).  The process and its Perl child are pinned to one CPU: the two
-CPUs of a virtual machine can run at different speeds, which moved the Perl ratio
-from 13x to 23x between runs when Perl landed on the faster one.
+Timings are taken in interleaved rounds (each round times every contender once, for a
+few milliseconds) and each contender's best round is kept: on a shared machine, busy
+spells slow a Python loop by up to 2.5x and Perl's C far less, so averages or medians
+would measure the neighbours.  The process and its Perl child are pinned to one CPU:
+the two CPUs of a virtual machine can run at different speeds, which moved the Perl
+ratio from 13x to 23x between runs when Perl landed on the faster one.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -128,9 +127,8 @@ class Results:
         return min(self.samples[name])
 
     def ratio(self, slower: str, faster: str) -> float:
-        """How many times slower ``slower`` ran than ``faster``: the median of the rounds."""
-        pairs = zip(self.samples[slower], self.samples[faster], strict=True)
-        return statistics.median(s / f for s, f in pairs)
+        """How many times slower ``slower`` ran than ``faster``, each at its best round."""
+        return self.best(slower) / self.best(faster)
 
     @property
     def thaw_net_speedup(self) -> float:
