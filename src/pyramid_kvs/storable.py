@@ -1312,9 +1312,9 @@ class _Writer:
     def _body(self, obj: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> None:
         """Write a hash's or an array's items: the loop where freezing spends its time.
 
-        Strings, integers, floats, undef and plain containers are written right
-        here from precomputed headers; any other value goes through ``_value``,
-        which writes the same bytes for these, only slower.
+        Strings, bytes, integers, floats, undef and plain containers are written
+        right here from precomputed headers; any other value goes through
+        ``_value``, which writes the same bytes for these, only slower.
         """
         parts = self.parts
         append = parts.append
@@ -1330,6 +1330,9 @@ class _Writer:
             append(bytes((SX_ARRAY,)) + self.i32(len(obj)))
             pairs = zip(obj, _NO_KEY, strict=False)
         netorder = self.netorder
+        tags = self.tags
+        keep = self.keep.append
+        depth = self.depth
         tag = self.tag
         for value, key in pairs:
             kind = type(value)
@@ -1355,10 +1358,28 @@ class _Writer:
                 else:
                     self._number_string(value)
             elif kind is dict or kind is list or kind is tuple:
-                append(_OP_REF)
-                self.tag = tag + 1  # the RV
-                self._container(value)
-                tag = self.tag
+                # as _value and _container write it: a reference, then the container
+                # or a back-reference to where it was written first
+                if depth >= self.max_depth:
+                    raise StorableError(f"data nested deeper than max_depth={self.max_depth}")
+                tag += 1  # the RV
+                first = tags.get(id(value))
+                if first is not None:
+                    append(_OP_REF + _OP_OBJECT + _BE_U32.pack(first))
+                else:
+                    append(_OP_REF)
+                    tags[id(value)] = tag
+                    keep(value)
+                    self.tag = tag + 1
+                    self.depth = depth + 1
+                    self._body(value)
+                    self.depth = depth
+                    tag = self.tag
+            elif kind is bytes:
+                tag += 1
+                n = len(value)
+                append(_SCALAR_HEADERS[n] if n < 256 else self._header(SX_LSCALAR, n))
+                append(value)
             elif value is None:
                 tag += 1
                 append(_OP_UNDEF)
@@ -1384,13 +1405,13 @@ def _perl_str_number(value: int | float) -> str:
             return str(int(value))
         except ValueError:  # beyond Python's int-to-string digit limit
             raise StorableError(f"an integer of {value.bit_length()} bits is too large") from None
+    if math.isfinite(value):
+        if value.is_integer() and abs(value) < 1e15 and math.copysign(1.0, value) > 0:
+            return str(int(value))
+        return repr(value)
     if math.isnan(value):
         return "NaN"
-    if math.isinf(value):
-        return "Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15 and math.copysign(1.0, value) > 0:
-        return str(int(value))
-    return repr(value)
+    return "Inf" if value > 0 else "-Inf"
 
 
 def _freeze(obj: Any, netorder: bool, max_depth: int) -> bytes:
