@@ -22,7 +22,8 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-demo-*
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+# setup.py builds the C accelerator of pyramid_kvs.storable: editing it reinstalls too.
+$(DEV_STAMP): pyproject.toml setup.py src/pyramid_kvs/_storable_speedups.c | $(BIN)/python
 	$(PIP) --upgrade pip
 	$(PIP) -e '.[dev]'
 	rm -f $(VENV)/.installed-*
@@ -56,3 +57,4 @@ bench: $(DEV_STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts
+	rm -f src/pyramid_kvs/*.so
