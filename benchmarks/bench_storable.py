@@ -170,6 +170,17 @@ def measure(rounds: int = 60) -> Results:
             "perl_nfreeze": lambda: perl.seconds_per_call("nfreeze", 50),
             "perl_thaw": lambda: perl.seconds_per_call("thaw", 50),
         }
+        if ours._speedups is not None:  # then also the pure-Python fallback
+            depth = ours.DEFAULT_MAX_DEPTH
+            timers["python_thaw_net"] = lambda: _per_call(
+                lambda: ours._read(net, "auto", False, depth), 10
+            )
+            timers["python_thaw_native"] = lambda: _per_call(
+                lambda: ours._read(native, "auto", False, depth), 10
+            )
+            timers["python_nfreeze"] = lambda: _per_call(
+                lambda: ours._python_freeze(data, True, depth), 10
+            )
         samples: dict[str, list[float]] = {name: [] for name in timers}
         for _ in range(rounds):
             for name, timer in timers.items():
@@ -207,6 +218,17 @@ def main() -> None:
         f"Perl {r.best('perl_nfreeze') * us:6.1f} us: {slowdown:5.2f}x slower "
         f"(target <= {NFREEZE_TARGET:g}x: {_verdict(slowdown <= NFREEZE_TARGET)})"
     )
+    if "python_nfreeze" in r.samples:
+        print(
+            "without the C accelerator (pure Python): thaw "
+            f"{r.best('python_thaw_net') * us:.1f} / {r.best('python_thaw_native') * us:.1f} us, "
+            f"{r.ratio('pypi_thaw_net', 'python_thaw_net'):.2f}x / "
+            f"{r.ratio('pypi_thaw_native', 'python_thaw_native'):.2f}x faster than PyPI storable; "
+            f"nfreeze {r.best('python_nfreeze') * us:.1f} us, "
+            f"{r.ratio('python_nfreeze', 'perl_nfreeze'):.2f}x slower than Perl"
+        )
+    else:
+        print("(the C accelerator is not built: these are the pure-Python times)")
     print(f"for context, Perl's thaw (C) of the nfreeze blob: {r.best('perl_thaw') * us:.1f} us")
 
 
