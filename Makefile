@@ -36,9 +36,10 @@ demo: $(DEMO_STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, check, then run the whole suite against real Redis, memcached,
-## Perl and a headless Chromium.
-test: $(DEV_STAMP) system-deps check
+## Install what is missing (system packages first: the install compiles the storable
+## accelerator), check, then run the whole suite against real Redis, memcached, Perl and
+## a headless Chromium.
+test: system-deps $(DEV_STAMP) check
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=pyramid_kvs \
 		--cov-report=term-missing:skip-covered
 
