@@ -216,24 +216,34 @@ take(Reader *r, Py_ssize_t n)
     return s;
 }
 
-static PyObject *
-read_array(Reader *r, long depth)
+/* A container's item count, checked against the input left (each item takes at
+   least item_size bytes) before anything is allocated, and against max_depth. */
+static int
+read_count(Reader *r, long depth, int item_size, int32_t *count)
 {
     if (!HAVE(r, 4)) {
-        return NULL;
+        return -1;
     }
     int32_t n = (int32_t)get_u32(r, r->pos);
     r->pos += 4;
-    if (n < 0 || n > r->end - r->pos) {
+    if (n < 0 || (int64_t)n * item_size > (int64_t)(r->end - r->pos) ||
+        (n > 0 && depth + 1 > r->max_depth)) {
+        return -1;
+    }
+    *count = n;
+    return 0;
+}
+
+static PyObject *
+read_array(Reader *r, long depth)
+{
+    int32_t n;
+    if (read_count(r, depth, 1, &n) < 0) {
         return NULL;
     }
     PyObject *list = PyList_New(n);
     if (list == NULL || remember(r, list) < 0) {
         Py_XDECREF(list);
-        return NULL;
-    }
-    if (n > 0 && depth + 1 > r->max_depth) {
-        Py_DECREF(list);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -311,21 +321,13 @@ read_hash(Reader *r, long depth, int flagged)
         }
         r->pos++; /* hash flags: only "restricted" */
     }
-    if (!HAVE(r, 4)) {
-        return NULL;
-    }
-    int32_t n = (int32_t)get_u32(r, r->pos);
-    r->pos += 4;
-    if (n < 0 || (int64_t)n * (flagged ? 6 : 5) > (int64_t)(r->end - r->pos)) {
+    int32_t n;
+    if (read_count(r, depth, flagged ? 6 : 5, &n) < 0) {
         return NULL;
     }
     PyObject *dict = PyDict_New();
     if (dict == NULL || remember(r, dict) < 0) {
         Py_XDECREF(dict);
-        return NULL;
-    }
-    if (n > 0 && depth + 1 > r->max_depth) {
-        Py_DECREF(dict);
         return NULL;
     }
     for (int32_t i = 0; i < n; i++) {
