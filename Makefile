@@ -22,7 +22,8 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-demo-*
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+# setup.py builds the C accelerator of pyramid_kvs.storable: editing it reinstalls too.
+$(DEV_STAMP): pyproject.toml setup.py src/pyramid_kvs/_storable_speedups.c | $(BIN)/python
 	$(PIP) --upgrade pip
 	$(PIP) -e '.[dev]'
 	rm -f $(VENV)/.installed-*
@@ -35,9 +36,10 @@ demo: $(DEMO_STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-## Install what is missing, check, then run the whole suite against real Redis, memcached,
-## Perl and a headless Chromium.
-test: $(DEV_STAMP) system-deps check
+## Install what is missing (system packages first: the install compiles the storable
+## accelerator), check, then run the whole suite against real Redis, memcached, Perl and
+## a headless Chromium.
+test: system-deps $(DEV_STAMP) check
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=pyramid_kvs \
 		--cov-report=term-missing:skip-covered
 
@@ -61,3 +63,4 @@ bench: $(DEV_STAMP) system-deps bench-deps
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts .bench
+	rm -f src/pyramid_kvs/*.so

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the servers, Perl modules and browser the test suite talks to, when missing.
+# Install the servers, Perl modules and browser the test suite talks to, and the C
+# compiler that builds pyramid_kvs.storable's accelerator (tested in CI), when missing.
 # Debian/Ubuntu packages; needs root (CI runs as root). Prints what to do otherwise.
 set -euo pipefail
 
 need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v perl >/dev/null 2>&1 || need+=(perl)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import struct
 import subprocess
 import time
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyramid_kvs import storable
 from pyramid_kvs.storable import (
     PerlCode,
     PerlHook,
@@ -66,6 +68,29 @@ def _load_corpus() -> list[dict[str, Any]]:
 
 CORPUS = _load_corpus()
 CASE_IDS = [case["name"] for case in CORPUS]
+
+
+def _require_accelerator() -> None:
+    """Skip where the optional C accelerator was not built; in CI, fail."""
+    if storable._speedups is None:
+        if os.environ.get("CI"):
+            pytest.fail("the C accelerator of pyramid_kvs.storable was not built (setup.py)")
+        pytest.skip("the C accelerator of pyramid_kvs.storable is not built here")
+
+
+@pytest.fixture(params=["compiled", "python"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through thaw/freeze with the C accelerator, then in pure Python."""
+    if request.param == "python":
+        monkeypatch.setattr(storable, "_speedups", None)
+    else:
+        _require_accelerator()
+    return str(request.param)
+
+
+both_paths = pytest.mark.usefixtures("path")
+# hypothesis runs the examples of one test under one choice of path
+FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
 # ---------------------------------------------------------------------------
@@ -175,6 +200,7 @@ def test_corpus_is_available() -> None:
     assert len(CORPUS) > 80
 
 
+@both_paths
 @pytest.mark.parametrize("kind", ["freeze", "nfreeze"])
 @pytest.mark.parametrize("case", CORPUS, ids=CASE_IDS)
 def test_perl_corpus(case: dict[str, Any], kind: str) -> None:
@@ -185,22 +211,27 @@ def test_perl_corpus(case: dict[str, Any], kind: str) -> None:
 
 
 def _recording(op: int, handler: Any, found: set[int]) -> Any:
-    def record(cname: str | None) -> Any:
+    def record(reader: Any, cname: str | None) -> Any:
         found.add(op)
-        return handler(cname)
+        return handler(reader, cname)
 
     return record
 
 
 def _corpus_opcodes() -> set[int]:
-    """Opcodes dispatched while thawing the corpus (recorded by wrapping the table)."""
-    from pyramid_kvs import storable
+    """Opcodes dispatched while thawing the corpus (recorded by wrapping the table).
 
+    The reader that dispatches every value through the table is used: the inlined
+    loop decodes the common opcodes without it.
+    """
     found: set[int] = set()
     for case in CORPUS:
         for kind in ("freeze", "nfreeze"):
-            reader = storable._Reader(bytes.fromhex(case[kind]), "auto", False, 256)
-            reader.ops = [_recording(op, handler, found) for op, handler in enumerate(reader.ops)]
+            blob = bytes.fromhex(case[kind])
+            reader = storable._Reader(blob, "auto", False, 256, inline=False)
+            reader.ops = tuple(
+                _recording(op, handler, found) for op, handler in enumerate(reader.ops)
+            )
             reader.run()
     return found
 
@@ -391,6 +422,7 @@ PLAIN_VALUES: list[Any] = [
 ]
 
 
+@both_paths
 @pytest.mark.parametrize("func", [freeze, nfreeze])
 @pytest.mark.parametrize("value", PLAIN_VALUES, ids=[str(i) for i in range(len(PLAIN_VALUES))])
 def test_perl_reads_python_output(value: Any, func: Any) -> None:
@@ -398,6 +430,7 @@ def test_perl_reads_python_output(value: Any, func: Any) -> None:
     assert describe(thaw(blob)) == _perl_thaw(blob)
 
 
+@both_paths
 @pytest.mark.parametrize("func", [freeze, nfreeze])
 def test_perl_reads_python_shared_and_cyclic(func: Any) -> None:
     shared = [1, 2]
@@ -410,6 +443,7 @@ def test_perl_reads_python_shared_and_cyclic(func: Any) -> None:
     assert describe(back) == _perl_thaw(blob)
 
 
+@both_paths
 def test_round_trip_native_types() -> None:
     value = {"i": [1, -(2**40), 2**63 - 1], "f": [1.5, -0.0], "s": ["x", "é"], "b": [True, None]}
     assert thaw(freeze(value)) == value
@@ -419,6 +453,7 @@ def test_round_trip_native_types() -> None:
     assert thaw(nfreeze(value), numeric_strings=True)["i"] == value["i"]
 
 
+@both_paths
 def test_freeze_rejects_unsupported() -> None:
     with pytest.raises(TypeError):
         freeze({1j: 1})
@@ -445,7 +480,8 @@ plain_data = st.recursive(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@both_paths
+@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(value=plain_data, network=st.booleans())
 def test_perl_reads_generated_data(value: Any, network: bool) -> None:
     blob = nfreeze(value) if network else freeze(value)
@@ -465,6 +501,7 @@ def _blobs(limit: int = 700) -> list[bytes]:
     return blobs
 
 
+@both_paths
 def test_truncation_at_every_offset() -> None:
     count = 0
     for blob in _blobs():
@@ -475,6 +512,7 @@ def test_truncation_at_every_offset() -> None:
     assert count > 1000
 
 
+@both_paths
 def test_trailing_bytes() -> None:
     for blob in _blobs(200):
         with pytest.raises(StorableError, match="trailing"):
@@ -497,11 +535,13 @@ def test_trailing_bytes() -> None:
         b"\x05\x0b\x06" + b"\x00" * 8,  # native integer in network order
     ],
 )
+@both_paths
 def test_bad_headers(blob: bytes) -> None:
     with pytest.raises(StorableError):
         thaw(blob)
 
 
+@both_paths
 @pytest.mark.parametrize("opcode", [36, 37, 0x62, 0x69, 200, 255])
 def test_unknown_opcodes(opcode: int) -> None:
     with pytest.raises(StorableError, match="opcode"):
@@ -530,6 +570,7 @@ def test_unknown_opcodes(opcode: int) -> None:
         b"\x03\x00\x00\x00\x01\x08\x81\x7f\xff\xff\xff",  # hash key of 2 GiB
     ],
 )
+@both_paths
 def test_huge_counts_fail_fast(body: bytes) -> None:
     start = time.perf_counter()
     with pytest.raises(StorableError):
@@ -553,6 +594,7 @@ def test_huge_counts_fail_fast(body: bytes) -> None:
         b"\x19\x00\x00\x00\x00\x01\x08\x81\x08\x02\x00\x00\x00\x01",  # ISSV key is a list
     ],
 )
+@both_paths
 def test_malformed(body: bytes) -> None:
     with pytest.raises(StorableError):
         thaw(_net(body))
@@ -562,6 +604,7 @@ def test_issv_key() -> None:
     assert thaw(_net(b"\x19\x00\x00\x00\x00\x01\x08\x81\x08\x0a\x01k")) == {"k": 1}
 
 
+@both_paths
 def test_deep_nesting_is_a_storable_error() -> None:
     for opener in (b"\x04", b"\x02\x00\x00\x00\x01", b"\x1d\x01v", b"\x11\x01A"):
         blob = _net(opener * 100_000 + b"\x05")
@@ -592,9 +635,8 @@ def test_non_bytes_input() -> None:
 _REAL = _blobs(400)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
+def _mutated(data: st.DataObject) -> bytes:
+    """A Perl-made blob with one to four random edits."""
     blob = bytearray(data.draw(st.sampled_from(_REAL)))
     for _ in range(data.draw(st.integers(1, 4))):
         action = data.draw(st.sampled_from(["set", "insert", "delete", "truncate"]))
@@ -607,20 +649,276 @@ def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
             del blob[pos : pos + data.draw(st.integers(1, 8))]
         else:
             del blob[pos:]
+    return bytes(blob)
+
+
+@both_paths
+@settings(max_examples=400, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(data=st.data())
+def test_fuzz_mutated_blobs(data: st.DataObject) -> None:
+    blob = _mutated(data)
     start = time.perf_counter()
     with contextlib.suppress(StorableError):
-        thaw(bytes(blob))
+        thaw(blob)
     assert time.perf_counter() - start < 1.0
 
 
-@settings(max_examples=300, deadline=None)
+@both_paths
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(body=st.binary(max_size=64), network=st.booleans())
 def test_fuzz_random_bodies(body: bytes, network: bool) -> None:
     with contextlib.suppress(StorableError):
         thaw(_net(body) if network else _native(body))
 
 
+@both_paths
 def test_float_special_values() -> None:
     values = thaw(freeze([float("nan"), float("inf")]))
     assert math.isnan(values[0]) and values[1] == float("inf")
     assert thaw(nfreeze([float("nan"), float("inf")])) == ["NaN", "Inf"]
+
+
+# ---------------------------------------------------------------------------
+# The inlined loops against the plain reading
+#
+# thaw decodes the common opcodes inside one loop; storable._read(inline=False)
+# reads every value through its opcode handler.  Both must read every blob alike,
+# valid or not.
+
+TEXT_OPTIONS = st.sampled_from(
+    [("auto", False), ("str", False), ("bytes", False), ("auto", True), ("str", True)]
+)
+
+
+def _outcome(blob: bytes, *, inline: bool, text: Any = "auto", numeric: bool = False) -> Any:
+    """What reading ``blob`` gives: a description of the value, or the error."""
+    try:
+        return describe(storable._read(blob, text, numeric, 256, inline=inline))
+    except StorableError:
+        return "StorableError"
+
+
+@pytest.mark.parametrize("kind", ["freeze", "nfreeze"])
+@pytest.mark.parametrize("case", CORPUS, ids=CASE_IDS)
+def test_plain_reading_of_the_corpus(case: dict[str, Any], kind: str) -> None:
+    if "error" in case:
+        pytest.fail(case["error"], pytrace=False)
+    value = storable._read(bytes.fromhex(case[kind]), "auto", False, 256, inline=False)
+    assert describe(value) == normalize(case[f"perl_{kind}"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), options=TEXT_OPTIONS)
+def test_inlined_loop_reads_mutated_blobs_as_the_plain_reading(
+    data: st.DataObject, options: tuple[str, bool]
+) -> None:
+    blob = _mutated(data)
+    text, numeric = options
+    inlined = _outcome(blob, inline=True, text=text, numeric=numeric)
+    assert inlined == _outcome(blob, inline=False, text=text, numeric=numeric)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=plain_data, network=st.booleans(), options=TEXT_OPTIONS)
+def test_inlined_loop_reads_generated_data_as_the_plain_reading(
+    value: Any, network: bool, options: tuple[str, bool]
+) -> None:
+    blob = nfreeze(value) if network else freeze(value)
+    text, numeric = options
+    inlined = _outcome(blob, inline=True, text=text, numeric=numeric)
+    assert inlined != "StorableError"
+    assert inlined == _outcome(blob, inline=False, text=text, numeric=numeric)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_references_to_containers_count_one_level(inline: bool) -> None:
+    # the inlined loop reads references to containers itself: each is a level, as
+    # in the handler, so an array in an array is two levels deeper, not one
+    for levels in (127, 128, 129):
+        blob = _net(b"\x02\x00\x00\x00\x01" + b"\x04\x02\x00\x00\x00\x01" * levels + b"\x05")
+        for max_depth in range(254, 261):
+            if 1 + 2 * levels <= max_depth:
+                storable._read(blob, "auto", False, max_depth, inline=inline)
+            else:
+                with pytest.raises(StorableError, match="max_depth"):
+                    storable._read(blob, "auto", False, max_depth, inline=inline)
+
+
+# ---------------------------------------------------------------------------
+# The writer's loop: tags for back-references, cached keys
+
+
+def _containers(value: Any, found: list[Any]) -> list[Any]:
+    if isinstance(value, dict | list) and not any(c is value for c in found):
+        found.append(value)
+        for child in value.values() if isinstance(value, dict) else value:
+            _containers(child, found)
+    return found
+
+
+@st.composite
+def shared_data(draw: st.DrawFn) -> Any:
+    """Nested hashes and arrays that reuse a few keys and share (or cycle through)
+    some of their containers: what the writer's key cache and tags must get right."""
+    keys = draw(st.lists(st.text(max_size=6), min_size=1, max_size=5, unique=True))
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**31), max_value=2**31 - 1)
+        | st.text(max_size=12)
+    )
+    root = draw(
+        st.recursive(
+            leaves,
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(st.sampled_from(keys), children, max_size=4)
+            ),
+            max_leaves=25,
+        ).filter(lambda v: isinstance(v, dict | list))
+    )
+    containers = _containers(root, [])
+    for _ in range(draw(st.integers(0, 4))):
+        shared = draw(st.sampled_from(containers))
+        holder = draw(st.sampled_from(containers))
+        if isinstance(holder, list):
+            holder.append(shared)
+        else:
+            holder[draw(st.sampled_from(keys))] = shared
+    return root
+
+
+@both_paths
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(value=shared_data(), network=st.booleans())
+def test_shared_containers_and_repeated_keys_round_trip(value: Any, network: bool) -> None:
+    blob = nfreeze(value) if network else freeze(value)
+    assert describe(thaw(blob)) == describe(value)
+
+
+@both_paths
+def test_cached_keys_follow_the_hash_kind() -> None:
+    # "k" is cached by a plain hash, then meets a hash that needs per-key flags
+    value = [{"k": 1}, {"k": 2, "é": 3}, {"k": 4}, {b"k": 5}, {"k": 6, 7: 8}]
+    for blob in (freeze(value), nfreeze(value)):
+        assert thaw(blob) == [{"k": 1}, {"k": 2, "é": 3}, {"k": 4}, {"k": 5}, {"k": 6, "7": 8}]
+    assert describe(thaw(nfreeze(value))) == _perl_thaw(nfreeze(value))
+    with pytest.raises(TypeError):  # True == 1, but a boolean key is refused
+        nfreeze([{1: "a"}, {True: "b"}])
+
+
+# ---------------------------------------------------------------------------
+# The C accelerator against Python
+#
+# It reads and writes the plain part of the format and returns NotImplemented for
+# anything else (then Python does the whole job): whatever it accepts, it must give
+# exactly what Python gives, and it must accept no blob that Python refuses.
+
+PLAIN_CASES = [
+    "int -129",
+    "int 18446744073709551615",
+    "double 0.1",
+    "utf8 flagged",
+    "latin1 unflagged",
+    "long utf8 string (LUTF8STR)",
+    "array holes (SV_UNDEF)",
+    "session-like",
+]
+
+
+def _python_outcome(blob: bytes) -> Any:
+    return _outcome(blob, inline=True)
+
+
+@pytest.fixture
+def compiled() -> Any:
+    _require_accelerator()
+    return storable._speedups
+
+
+def test_compiled_reader_reads_plain_corpus_cases_itself(compiled: Any) -> None:
+    by_name = {case["name"]: case for case in CORPUS}
+    for name in PLAIN_CASES:
+        for kind in ("freeze", "nfreeze"):
+            value = compiled.thaw(bytes.fromhex(by_name[name][kind]), 256)
+            assert value is not NotImplemented, (name, kind)
+            assert describe(value) == normalize(by_name[name][f"perl_{kind}"])
+
+
+def test_compiled_reader_leaves_perl_types_to_python(compiled: Any) -> None:
+    by_name = {case["name"]: case for case in CORPUS}
+    for name in ("blessed hash", "ref to scalar", "shared scalar ref", "hook hash", "regexp"):
+        assert compiled.thaw(bytes.fromhex(by_name[name]["nfreeze"]), 256) is NotImplemented
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(data=st.data())
+def test_compiled_reader_reads_mutated_blobs_as_python(compiled: Any, data: st.DataObject) -> None:
+    blob = _mutated(data)
+    value = compiled.thaw(blob, 256)
+    if value is not NotImplemented:
+        assert describe(value) == _python_outcome(blob)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(body=st.binary(max_size=64), network=st.booleans())
+def test_compiled_reader_reads_random_bodies_as_python(
+    compiled: Any, body: bytes, network: bool
+) -> None:
+    blob = _net(body) if network else _native(body)
+    value = compiled.thaw(blob, 256)
+    if value is not NotImplemented:
+        assert describe(value) == _python_outcome(blob)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(value=plain_data | shared_data(), network=st.booleans(), max_depth=st.integers(1, 6))
+def test_compiled_writer_and_reader_agree_with_python(
+    compiled: Any, value: Any, network: bool, max_depth: int
+) -> None:
+    blob = storable._python_freeze(value, network, 256)
+    assert compiled.freeze(value, network, 256) == blob
+    thawed = compiled.thaw(blob, 256)
+    assert thawed is not NotImplemented
+    assert describe(thawed) == _python_outcome(blob)
+    # the depth limit: refused where Python refuses, else the same bytes or value
+    try:
+        limited = storable._python_freeze(value, network, max_depth)
+    except StorableError:
+        assert compiled.freeze(value, network, max_depth) is NotImplemented
+    else:
+        assert compiled.freeze(value, network, max_depth) == limited
+    try:
+        described = describe(storable._read(blob, "auto", False, max_depth))
+    except StorableError:
+        assert compiled.thaw(blob, max_depth) is NotImplemented
+    else:
+        assert describe(compiled.thaw(blob, max_depth)) == described
+
+
+def test_compiled_writer_leaves_other_types_to_python(compiled: Any) -> None:
+    class Text(str):
+        pass
+
+    for value in (
+        PerlObject("A", {}),
+        [PerlRef(1)],
+        {1: "number key"},
+        [Text("subclass")],
+        [bytearray(b"x")],
+        {"deep": [[[]]]},
+    ):
+        limit = 2 if isinstance(value, dict) else 256
+        assert compiled.freeze(value, True, limit) is NotImplemented
+    assert compiled.freeze([10**5000], True, 256) is NotImplemented  # over the digit limit
+    with pytest.raises(StorableError):
+        nfreeze([10**5000])
+
+
+def test_compiled_paths_take_any_depth_limit(compiled: Any) -> None:
+    blob = nfreeze([[1]])
+    assert compiled.thaw(blob, 10**30) == [[1]]
+    assert compiled.thaw(blob, 2.5) is NotImplemented  # left to Python, which compares
+    assert thaw(blob, max_depth=10**30) == [[1]]
+    assert compiled.freeze([[1]], True, 10**30) == blob
+    assert compiled.freeze([[1]], True, -1) is NotImplemented
