@@ -1,36 +1,14 @@
 """The Storable rows of ``make bench``, taken from ``benchmarks/bench_storable.py``.
 
-The Storable work owns that module and is giving it a function that returns its
-figures instead of printing them.  This adapter is the one place that knows the
-function's shape: it takes ``bench_storable.measure()`` when it exists (expected: a
-mapping of seconds per call, below), and until then measures with what the module
-has today - its Perl-made session (``perl_blob``) and its timer (``best_of``) - plus
-a timing of Perl's own ``nfreeze`` on the same session.  Fix ``_from_measure`` at
-merge time if the function came out differently.
+That module times an 8 KB session Perl froze (``measure()``); the rows compare our
+``thaw`` of its network-order blob with PyPI ``storable``'s, and our ``nfreeze`` with
+Perl's own, each contender at its best round.
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-
-#: Perl's own nfreeze on the session it is given (hex on stdin), best of five
-PERL_NFREEZE = r"""
-use Storable qw(thaw nfreeze);
-use Time::HiRes qw(time);
-my $hex = <STDIN>; chomp $hex;
-my $session = thaw(pack('H*', $hex));
-my ($number, $best) = ($ARGV[0], undef);
-for (1 .. 5) {
-    my $start = time;
-    nfreeze($session) for 1 .. $number;
-    my $each = (time - $start) / $number;
-    $best = $each if !defined $best || $each < $best;
-}
-print $best;
-"""
 
 
 @dataclass(frozen=True)
@@ -60,42 +38,11 @@ class StorableFigures:
 def storable_figures() -> StorableFigures:
     from benchmarks import bench_storable
 
-    measure = getattr(bench_storable, "measure", None)
-    if callable(measure):
-        return _from_measure(measure())
-    return _measure_today(bench_storable)
-
-
-def _from_measure(figures: Mapping[str, Any]) -> StorableFigures:
-    """The expected shape of ``bench_storable.measure()``: seconds per call."""
+    results = bench_storable.measure()
     return StorableFigures(
-        session_bytes=int(figures["session_bytes"]),
-        thaw_ours=float(figures["thaw_ours"]),
-        thaw_pypi=float(figures["thaw_pypi"]),
-        nfreeze_ours=float(figures["nfreeze_ours"]),
-        nfreeze_perl=float(figures["nfreeze_perl"]),
-    )
-
-
-def _measure_today(bench_storable: Any) -> StorableFigures:
-    import storable as pypi  # PyPI storable 1.2.4, in the dev extra
-
-    from pyramid_kvs import storable as ours
-
-    blob: bytes = bench_storable.perl_blob("net")
-    data = ours.thaw(blob)
-    number = 1000
-    perl = subprocess.run(
-        ["perl", "-e", PERL_NFREEZE, str(number)],
-        input=blob.hex() + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return StorableFigures(
-        session_bytes=len(blob),
-        thaw_ours=bench_storable.best_of(lambda: ours.thaw(blob), number),
-        thaw_pypi=bench_storable.best_of(lambda: pypi.thaw(blob), number),
-        nfreeze_ours=bench_storable.best_of(lambda: ours.nfreeze(data), number),
-        nfreeze_perl=float(perl.stdout),
+        session_bytes=results.net_bytes,
+        thaw_ours=results.best("thaw_net"),
+        thaw_pypi=results.best("pypi_thaw_net"),
+        nfreeze_ours=results.best("nfreeze"),
+        nfreeze_perl=results.best("perl_nfreeze"),
     )
