@@ -7,15 +7,16 @@ README for the settings.
 
 from __future__ import annotations
 
+from pyramid import tweens
 from pyramid.config import Configurator
 from pyramid.request import Request
-from pyramid.tweens import EXCVIEW
 from pyramid.viewderivers import INGRESS
 
 from .cache import Cache
 from .components import (
     COMPONENTS_KEY,
     FORCE_MOCK_KEY,
+    INSTRUMENTATION_KEY,
     Components,
     build_components,
     get_components,
@@ -42,6 +43,10 @@ __all__ = [
     "prefetch_session",
     "register",
 ]
+
+
+#: pyramid_debugtoolbar's tween, which the rate limiter's sits under when it is there
+TOOLBAR_TWEEN = "pyramid_debugtoolbar.toolbar_tween_factory"
 
 
 def request_cache(request: Request) -> Cache:
@@ -81,7 +86,9 @@ def includeme(config: Configurator) -> None:
 
     def setup() -> None:
         components = build_components(
-            registry.settings or {}, force_mock=bool(registry.get(FORCE_MOCK_KEY))
+            registry.settings or {},
+            force_mock=bool(registry.get(FORCE_MOCK_KEY)),
+            instrumentation=registry.get(INSTRUMENTATION_KEY),
         )
         registry[COMPONENTS_KEY] = components
         if components.ratelimiter is not None:
@@ -97,7 +104,13 @@ def includeme(config: Configurator) -> None:
         "pyramid_kvs.ratelimit.deriver.ratelimit_view", under=INGRESS, over="secured_view"
     )
     if is_configured(settings, "ratelimit"):
-        config.add_tween("pyramid_kvs.ratelimit.tween.ratelimit_tween_factory", over=EXCVIEW)
+        # Under the debug toolbar when there is one, whatever the include order: its
+        # own pages are not counted, and its KVS panel sees the check.
+        config.add_tween(
+            "pyramid_kvs.ratelimit.tween.ratelimit_tween_factory",
+            over=tweens.EXCVIEW,
+            under=(TOOLBAR_TWEEN, tweens.INGRESS),
+        )
         config.add_request_method(
             "pyramid_kvs.ratelimit.tween.request_ratelimit", "ratelimit", property=True
         )

@@ -69,6 +69,7 @@ class RateLimiter:
         holder: HolderFunction | None = None,
         *,
         sessions: SessionReader | None = None,
+        observe: Callable[[Request, Outcome], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -80,6 +81,9 @@ class RateLimiter:
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = engine_for(store, settings.algorithm)
+        #: told every verdict of ``enforce``: a development tool's hook (the debug
+        #: toolbar's panel), ``None`` unless one asked for it
+        self.observe = observe
 
     def base_key(self, holder: str, scope: str = DEFAULT_SCOPE) -> str:
         """Where the state of *holder*'s limits in *scope* is kept: the engines'
@@ -156,5 +160,7 @@ class RateLimiter:
             log.warning("rate limit store failed, request allowed unchecked: %s", exc)
             return
         request.environ[OUTCOME_KEY] = outcome
+        if self.observe is not None:
+            self.observe(request, outcome)
         if not outcome.allowed:
             raise RateLimitError(outcome, self.settings.headers)
