@@ -286,9 +286,11 @@ def test_ratelimit_by_userid_and_header(
 ) -> None:
     for holder, given in (("userid", "userid:ada"), ("header:X-Api-Key", "header:k-123")):
         settings = {"kvs.ratelimit.limits": "5/hour", "kvs.ratelimit.holder": holder}
-        status, out, _ = Pkvs(tmp_path, capsys, settings)("ratelimit", given)
+        status, out, err = Pkvs(tmp_path, capsys, settings)("ratelimit", given)
         assert status == ExitCode.OK
         assert "5 remaining" in out
+        # the memory store of pkvs' process is not the application's
+        assert "note: the ratelimit store is in-process (memory)" in err
 
 
 # -- cache -----------------------------------------------------------------------------------

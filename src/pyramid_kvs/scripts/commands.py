@@ -33,6 +33,7 @@ from ..ratelimit.deriver import ViewPolicies, route_scope, view_policies
 from ..ratelimit.limiter import DEFAULT_SCOPE, RateLimiter
 from ..session import SessionFactory, SessionRef
 from ..stores import Store, StoreError, StoreUnavailable
+from ..stores.base import LockingStore
 
 
 class ExitCode(IntEnum):
@@ -103,6 +104,16 @@ def loaded(config_uri: str) -> Iterator[Application]:
 def run(args: argparse.Namespace) -> ExitCode:
     """Run the sub-command *args* name on the application they name."""
     with loaded(args.config_uri) as application:
+        component = getattr(args, "component", None) or args.command
+        store = (
+            application.components.store_of(component) if component in COMPONENT_NAMES else None
+        )
+        if isinstance(store, LockingStore):
+            print(
+                f"pkvs: note: the {component} store is in-process ({store.name}): pkvs sees "
+                "its own, not the one of a running application",
+                file=sys.stderr,
+            )
         return COMMANDS[args.command](args, application)
 
 
