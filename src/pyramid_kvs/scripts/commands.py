@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Any
 
-from pyramid.paster import bootstrap, setup_logging
+import plaster
 from pyramid.registry import Registry
 from pyramid.request import Request
+from pyramid.scripting import prepare
 
 from ..components import COMPONENT_NAMES, Components, get_components
 from ..perlsess import SESSION_ID, apply_cgi_session_expiry, decode_session, redact
@@ -76,10 +77,16 @@ class Application:
 
 @contextmanager
 def loaded(config_uri: str) -> Iterator[Application]:
-    """The application of *config_uri*, loaded as ``pshell`` loads it; closed afterwards."""
+    """The application of *config_uri*, loaded as ``pshell`` loads it; closed afterwards.
+
+    What ``pyramid.paster.setup_logging`` then ``bootstrap`` do, with one loader:
+    finding it reads every installed package's metadata, most of a command's time.
+    """
     try:
-        setup_logging(config_uri)
-        env = bootstrap(config_uri)
+        loader = plaster.get_loader(config_uri, protocols=["wsgi"])
+        loader.setup_logging({"__script__": "pkvs"})
+        loader.get_wsgi_app(None, {"__script__": "pkvs"})
+        env = prepare()  # the registry of the application just made
     except Exception as exc:  # whatever the file or the application's start-up raises
         raise CommandError(
             f"cannot load the application of {config_uri}: {type(exc).__name__}: {exc}",

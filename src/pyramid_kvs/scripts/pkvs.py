@@ -9,8 +9,8 @@
     pkvs development.ini cache get KEY | cache delete KEY | cache list PATTERN
     pkvs development.ini flush cache [--yes]
 
-The application is loaded as ``pshell`` loads it (``pyramid.paster.bootstrap``:
-its ``main`` runs, its settings and registered stores are the real ones) and
+The application is loaded as ``pshell`` loads it (what ``pyramid.paster.bootstrap``
+does: its ``main`` runs, its settings and registered stores are the real ones) and
 nothing is served.  Each outcome has its own exit status (``ExitCode``), so
 scripts can tell a miss from an outage from a mistake in the command.
 """
