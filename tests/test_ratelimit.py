@@ -189,6 +189,38 @@ def test_gcra_refills_on_the_store_clock(backend_url: str) -> None:
     app.get("/", status=429)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_peek_reads_a_holders_state_without_counting(backend_url: str, algorithm: str) -> None:
+    config = apps.committed(
+        limited(backend_url, "3/hour;100/day", **{"kvs.ratelimit.algorithm": algorithm})
+    )
+    limiter = get_components(config.registry).ratelimiter
+    assert limiter is not None
+    request = Request.blank("/", environ=IP)
+    holder = limiter.holder_of(request)
+    fresh = limiter.peek(holder)
+    assert fresh.allowed and [state.remaining for state in fresh.states] == [3, 100]
+    assert fresh.names == ("default-3600s", "default-86400s")
+    limiter.check(request), limiter.check(request)
+    for _ in range(2):  # looking twice counts nothing
+        seen = limiter.peek(holder)
+        assert seen.allowed and [state.remaining for state in seen.states] == [1, 98]
+    assert limiter.check(request).states[0].remaining == 0  # the third request passes
+    full = limiter.peek(holder)
+    assert not full.allowed and full.retry_after >= 1
+    assert [state.allowed for state in full.states] == [False, True]
+    assert full.states[0].remaining == 0
+    assert limiter.peek("ip:192.0.2.99").states[0].remaining == 3  # another holder
+
+
+def test_peek_needs_limits() -> None:
+    config = apps.committed({"kvs.ratelimit.limits": "none"})
+    limiter = get_components(config.registry).ratelimiter
+    assert limiter is not None
+    with pytest.raises(ValueError, match="no limit"):
+        limiter.peek("ip:192.0.2.1")
+
+
 def passes_under_concurrency(app: TestApp) -> list[bool]:
     """Whether each of 80 checks of one holder passed, from 8 threads at once."""
     limiter = get_components(app.app.registry).ratelimiter

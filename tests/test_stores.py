@@ -387,6 +387,32 @@ def test_memory_store_follows_its_clock() -> None:
     assert store.get("k") is None
 
 
+# -- what a store says about its server (pkvs ping) ------------------------------------------
+
+
+def test_server_info_of_each_backend(
+    redis_url: str, memcached_address: str, memcached_server2: object
+) -> None:
+    redis_store = next(built(redis_url))
+    info = redis_store.server_info()
+    assert info["server"] == redis_url.removeprefix("redis://").removesuffix("/0")
+    assert info["version"] == redis.Redis.from_url(redis_url).info("server")["redis_version"]
+    second = memcached_server2.address  # type: ignore[attr-defined]
+    store = create_store("memcached", {"servers": [memcached_address, second]})
+    info = store.server_info()
+    assert info["server"] == f"{memcached_address}, {second}"
+    assert info["version"].count(".") == 2  # one version: both servers run the same
+    assert MemoryStore().server_info() == {"store": "memory", "server": "in-process"}
+
+
+def test_server_info_of_a_store_that_cannot_tell() -> None:
+    class Plain(MemoryStore):
+        name = "plain"
+        server_info = Store.server_info
+
+    assert Plain().server_info() == {"store": "plain"}
+
+
 # -- the registry ------------------------------------------------------------------------
 
 

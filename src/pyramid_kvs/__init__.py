@@ -7,9 +7,9 @@ README for the settings.
 
 from __future__ import annotations
 
+from pyramid import tweens
 from pyramid.config import Configurator
 from pyramid.request import Request
-from pyramid.tweens import EXCVIEW
 from pyramid.viewderivers import INGRESS
 
 from .attributes import RequestAttribute
@@ -17,6 +17,7 @@ from .cache import Cache
 from .components import (
     COMPONENTS_KEY,
     FORCE_MOCK_KEY,
+    INSTRUMENTATION_KEY,
     Components,
     build_components,
     get_components,
@@ -44,6 +45,10 @@ __all__ = [
     "prefetch_session",
     "register",
 ]
+
+
+#: pyramid_debugtoolbar's tween, which the rate limiter's sits under when it is there
+TOOLBAR_TWEEN = "pyramid_debugtoolbar.toolbar_tween_factory"
 
 
 def _cache_of(request: Request) -> Cache:
@@ -96,7 +101,9 @@ def includeme(config: Configurator) -> None:
 
     def setup() -> None:
         components = build_components(
-            registry.settings or {}, force_mock=bool(registry.get(FORCE_MOCK_KEY))
+            registry.settings or {},
+            force_mock=bool(registry.get(FORCE_MOCK_KEY)),
+            instrumentation=registry.get(INSTRUMENTATION_KEY),
         )
         registry[COMPONENTS_KEY] = components
         if components.ratelimiter is not None:
@@ -113,7 +120,13 @@ def includeme(config: Configurator) -> None:
         "pyramid_kvs.ratelimit.deriver.ratelimit_view", under=INGRESS, over="secured_view"
     )
     if is_configured(settings, "ratelimit"):
-        config.add_tween("pyramid_kvs.ratelimit.tween.ratelimit_tween_factory", over=EXCVIEW)
+        # Under the debug toolbar when there is one, whatever the include order: its
+        # own pages are not counted, and its KVS panel sees the check.
+        config.add_tween(
+            "pyramid_kvs.ratelimit.tween.ratelimit_tween_factory",
+            over=tweens.EXCVIEW,
+            under=(TOOLBAR_TWEEN, tweens.INGRESS),
+        )
         config.add_request_method(request_ratelimit, "ratelimit")
     if is_configured(settings, "session"):
         config.set_session_factory(session_factory)

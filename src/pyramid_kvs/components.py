@@ -13,7 +13,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
@@ -23,6 +23,7 @@ from .cache import Cache, parse_cache
 from .codecs import Codec, UnsignedPickleWarning, get_codec
 from .perlsess import PerlSessionReader, parse_perlsess
 from .ratelimit.limiter import RateLimiter
+from .ratelimit.limits import Outcome
 from .ratelimit.settings import parse_ratelimit
 from .session import SessionFactory, parse_session
 from .settings import StoreSpec
@@ -34,6 +35,26 @@ log = logging.getLogger(__name__)
 COMPONENTS_KEY = "pyramid_kvs.components"
 #: set by ``pyramid_kvs.testing``: every configured store becomes a mock store
 FORCE_MOCK_KEY = "pyramid_kvs.force_mock"
+#: set by ``pyramid_kvs.debugtoolbar``: the ``Instrumentation`` the components are built with
+INSTRUMENTATION_KEY = "pyramid_kvs.instrumentation"
+#: the components, by the name each is configured under (``kvs.<name>``)
+COMPONENT_NAMES = ("cache", "session", "ratelimit", "perlsess")
+
+
+class Instrumentation(Protocol):
+    """A development tool that watches the components: the debug toolbar's KVS panel.
+
+    It is consulted once, while the components are built, and only when an
+    application asked for it (``INSTRUMENTATION_KEY`` on its registry).  Without one
+    the components hold the backends' own stores and nothing is wrapped, patched or
+    recorded: requests pay nothing for a tool that is not there.
+    """
+
+    def wrap_store(self, component: str, store: Store) -> Store:
+        """The store *component* uses instead of *store* (a proxy delegating to it)."""
+
+    def observe_outcome(self, request: Request, outcome: Outcome) -> None:
+        """Told each verdict of the rate limiter."""
 
 
 @dataclass
@@ -53,15 +74,37 @@ class Components:
     #: every store built, by the identity of its spec
     stores: dict[tuple[str, str], Store] = field(default_factory=dict)
     force_mock: bool = False
+    #: what wraps the components' stores (the debug toolbar); usually none
+    instrumentation: Instrumentation | None = None
 
-    def store_for(self, spec: StoreSpec, key_prefix: str) -> Store:
-        """The store *spec* describes, under *key_prefix*, sharing clients."""
+    def store_for(self, spec: StoreSpec, key_prefix: str, component: str = "") -> Store:
+        """The store *spec* describes, under *key_prefix*, sharing clients.
+
+        *component* names who uses it, for the instrumentation, if any.
+        """
         if self.force_mock:
             spec = StoreSpec("mock", spec.options, spec.origin, spec.sources)
         shared = self.stores.get(spec.identity)
         if shared is None:
             shared = self.stores[spec.identity] = build_store(spec)
-        return shared.with_prefix(key_prefix)
+        store = shared.with_prefix(key_prefix)
+        if self.instrumentation is not None:
+            store = self.instrumentation.wrap_store(component, store)
+        return store
+
+    def store_of(self, component: str) -> Store | None:
+        """The store *component* (one of ``COMPONENT_NAMES``) uses; ``None`` if absent.
+
+        ``KeyError`` for a name that is no component.
+        """
+        owners: dict[str, Cache | SessionFactory | RateLimiter | PerlSessionReader | None] = {
+            "cache": self.cache,
+            "session": self.session_factory,
+            "ratelimit": self.ratelimiter,
+            "perlsess": self.perlsess,
+        }
+        owner = owners[component]
+        return None if owner is None else owner.store
 
     def close(self) -> None:
         for store in self.stores.values():
@@ -106,35 +149,44 @@ def build_codec(name: str, origin: str, secret: str | None = None) -> Codec:
     return codec
 
 
-def build_components(settings: Mapping[str, Any], force_mock: bool = False) -> Components:
-    """Parse every component's settings and build the components configured."""
-    built = Components(force_mock=force_mock)
+def build_components(
+    settings: Mapping[str, Any],
+    force_mock: bool = False,
+    instrumentation: Instrumentation | None = None,
+) -> Components:
+    """Parse every component's settings and build the components configured.
+
+    *instrumentation*, when given, wraps each component's store and hears the rate
+    limiter's verdicts (see ``Instrumentation``).
+    """
+    built = Components(force_mock=force_mock, instrumentation=instrumentation)
     cache_settings = parse_cache(settings)
     if cache_settings is not None:
         built.cache = Cache.from_settings(
             cache_settings,
-            built.store_for(cache_settings.store, cache_settings.key_prefix),
+            built.store_for(cache_settings.store, cache_settings.key_prefix, "cache"),
             build_codec(cache_settings.codec, "kvs.cache", cache_settings.secret),
         )
     perlsess_settings = parse_perlsess(settings)
     if perlsess_settings is not None:
         built.perlsess = PerlSessionReader(
-            built.store_for(perlsess_settings.store, perlsess_settings.key_prefix),
+            built.store_for(perlsess_settings.store, perlsess_settings.key_prefix, "perlsess"),
             perlsess_settings,
         )
     session_settings = parse_session(settings)
     if session_settings is not None:
         built.session_factory = SessionFactory(
             session_settings,
-            built.store_for(session_settings.store, session_settings.key_prefix),
+            built.store_for(session_settings.store, session_settings.key_prefix, "session"),
             build_codec(session_settings.codec, "kvs.session", session_settings.secret),
         )
     ratelimit_settings = parse_ratelimit(settings)
     if ratelimit_settings is not None:
         built.ratelimiter = RateLimiter(
-            built.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix),
+            built.store_for(ratelimit_settings.store, ratelimit_settings.key_prefix, "ratelimit"),
             ratelimit_settings,
             sessions=built.session_factory,
+            observe=None if instrumentation is None else instrumentation.observe_outcome,
         )
     return built
 

@@ -35,6 +35,22 @@ def window_index(limit: Limit, now: float) -> int:
     return math.floor(now / limit.window)
 
 
+def counts_now(
+    limit: Limit, now: float, index: int | None, current: int, previous: int
+) -> tuple[int, int]:
+    """(current, previous) window counts at *now*, from counts saved in window *index*.
+
+    A state saved in the window before the current one has become the previous
+    window's; an older one, or none (``index`` None), counts nothing.
+    """
+    now_index = window_index(limit, now)
+    if index == now_index:
+        return current, previous
+    if index == now_index - 1:
+        return 0, current
+    return 0, 0
+
+
 def counter_allows(limit: Limit, now: float, current: int, previous: int, sliding: bool) -> bool:
     """Whether one more request fits, given the counts before it."""
     return _estimate(limit, now, current, previous, sliding) + 1 <= limit.amount + EPSILON

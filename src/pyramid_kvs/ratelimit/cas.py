@@ -75,12 +75,12 @@ class CompareAndSwapEngine:
         previous = [0] * len(limits)
         if sliding:
             saved = self.store.get_many(
-                [f"{key}:{index - 1}" for key, index in zip(keys, indexes, strict=True)]
+                [window_counter(key, index - 1) for key, index in zip(keys, indexes, strict=True)]
             )
             previous = [self._as_count(raw) for raw in saved]
         # Every counter is bumped, even after one refused, so that the headers report
         # every limit truly; a refused request then takes all its increments back.
-        counters = [f"{key}:{index}" for key, index in zip(keys, indexes, strict=True)]
+        counters = [window_counter(key, index) for key, index in zip(keys, indexes, strict=True)]
         counts = [
             self.store.incr(counter, 1, algorithms.counter_ttl(limit, now, sliding)) - 1
             for counter, limit in zip(counters, limits, strict=True)
@@ -97,6 +97,33 @@ class CompareAndSwapEngine:
                 limit, now, current, before, sliding=sliding, consumed=consumed
             )
             for limit, current, before in zip(limits, counts, previous, strict=True)
+        )
+
+    def peek(self, base_key: str, limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+        """The states a check would find now, read with one ``get_many`` or ``get``."""
+        now = self.clock()
+        if self.algorithm == "gcra":
+            tats = self._as_arrivals(self.store.get(base_key), len(limits))
+            return tuple(
+                algorithms.gcra_state(limit, now, tat, consumed=False)
+                for limit, tat in zip(limits, tats, strict=True)
+            )
+        sliding = self.algorithm == "sliding"
+        counters = []
+        for limit in limits:
+            key, index = limit_key(base_key, limit), algorithms.window_index(limit, now)
+            counters += [window_counter(key, index), window_counter(key, index - 1)]
+        counts = [self._as_count(raw) for raw in self.store.get_many(counters)]
+        return tuple(
+            algorithms.counter_state(
+                limit,
+                now,
+                counts[2 * i],
+                counts[2 * i + 1] if sliding else 0,
+                sliding=sliding,
+                consumed=False,
+            )
+            for i, limit in enumerate(limits)
         )
 
     # -- gcra ----------------------------------------------------------------------------
@@ -158,3 +185,8 @@ class CompareAndSwapEngine:
         if len(tats) != count:
             return [None] * count  # saved for other limits (the settings changed)
         return list(tats)
+
+
+def window_counter(key: str, index: int) -> str:
+    """The counter of the window *index* of the limit whose key is *key*."""
+    return f"{key}:{index}"

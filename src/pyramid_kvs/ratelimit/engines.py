@@ -40,6 +40,9 @@ class Engine(Protocol):
     ) -> Callable[[], tuple[LimitState, ...]]:
         """Queue the check of *limits* on *batch*; the callable reads its verdict."""
 
+    def peek(self, base_key: str, limits: tuple[Limit, ...]) -> tuple[LimitState, ...]:
+        """The states a check would find now, computed without counting a request."""
+
 
 def engine_for(store: Store, algorithm: str) -> Engine:
     """The engine of *algorithm* on *store*; ``ConfigurationError`` if it has none."""

@@ -69,6 +69,7 @@ class RateLimiter:
         holder: HolderFunction | None = None,
         *,
         sessions: SessionReader | None = None,
+        observe: Callable[[Request, Outcome], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -80,6 +81,14 @@ class RateLimiter:
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = engine_for(store, settings.algorithm)
+        #: told every verdict of ``enforce``: a development tool's hook (the debug
+        #: toolbar's panel), ``None`` unless one asked for it
+        self.observe = observe
+
+    def base_key(self, holder: str, scope: str = DEFAULT_SCOPE) -> str:
+        """Where the state of *holder*'s limits in *scope* is kept: the engines'
+        keys start with it."""
+        return f"{holder}:{scope}:{self.algorithm[0]}"
 
     def queue(
         self,
@@ -97,9 +106,22 @@ class RateLimiter:
         limits = self.limits if limits is None else limits
         if not limits:
             raise ValueError("no limit to check")
-        base_key = f"{holder}:{scope}:{self.algorithm[0]}"
         names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
-        return Check(names, self.engine.queue(batch, base_key, limits))
+        return Check(names, self.engine.queue(batch, self.base_key(holder, scope), limits))
+
+    def peek(
+        self, holder: str, limits: tuple[Limit, ...] | None = None, scope: str = DEFAULT_SCOPE
+    ) -> Outcome:
+        """The verdict a request of *holder* would get now, without counting one.
+
+        For operators (``pkvs ratelimit``): nothing is written, so looking does not
+        use up the quota it shows.  Raises ``StoreError`` on failure.
+        """
+        limits = self.limits if limits is None else limits
+        if not limits:
+            raise ValueError("no limit to check")
+        names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
+        return Outcome(self.engine.peek(self.base_key(holder, scope), limits), names)
 
     def check(
         self, request: Request, limits: tuple[Limit, ...] | None = None, scope: str = DEFAULT_SCOPE
@@ -139,5 +161,7 @@ class RateLimiter:
             return
         request.environ[OUTCOME_KEY] = outcome
         request.ratelimit = outcome
+        if self.observe is not None:
+            self.observe(request, outcome)
         if not outcome.allowed:
             raise RateLimitError(outcome, self.settings.headers)

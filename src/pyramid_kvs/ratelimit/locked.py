@@ -45,6 +45,30 @@ class LockedEngine:
                 # what Redis answers WRONGTYPE to, and memcached refuses to increment
                 raise StoreError(f"a rate limit key holds something else: {exc}") from None
 
+    def peek(self, base_key: str, limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+        """The states a check would find now; nothing is written."""
+        keys = [limit_key(base_key, limit) for limit in limits]
+        with self.store.atomically():
+            now = self.store.now()
+            saved = [self.store.get(key) for key in keys]
+        try:
+            if self.algorithm == "gcra":
+                return tuple(
+                    algorithms.gcra_state(
+                        limit, now, None if raw is None else _finite(float(raw)), consumed=False
+                    )
+                    for limit, raw in zip(limits, saved, strict=True)
+                )
+            sliding = self.algorithm == "sliding"
+            return tuple(
+                algorithms.counter_state(
+                    limit, now, *_counts(limit, now, raw), sliding=sliding, consumed=False
+                )
+                for limit, raw in zip(limits, saved, strict=True)
+            )
+        except (ValueError, OverflowError) as exc:
+            raise StoreError(f"a rate limit key holds something else: {exc}") from None
+
     def _counters(
         self,
         now: float,
@@ -102,11 +126,5 @@ def _counts(limit: Limit, now: float, raw: bytes | None) -> tuple[int, int]:
     """(current, previous) window counts from a saved ``"index count previous"``."""
     if raw is None:
         return 0, 0
-    index_text, current, previous = raw.split()
-    index, saved_current = int(index_text), int(current)
-    now_index = algorithms.window_index(limit, now)
-    if index == now_index:
-        return saved_current, int(previous)
-    if index == now_index - 1:
-        return 0, saved_current
-    return 0, 0
+    index, current, previous = raw.split()
+    return algorithms.counts_now(limit, now, int(index), int(current), int(previous))

@@ -118,6 +118,25 @@ return reply
 )
 
 
+# Reads what the two scripts above read, and writes nothing: for looking at a holder's
+# state (RateLimiter.peek).  ARGV[1]: 'gcra', or anything else for the counters.
+# Reply: now, then per limit the saved arrival time ('' if none), or the saved
+# window index, count and previous count ('' for each field missing).
+PEEK = Script("""
+local clock = redis.call('TIME')
+local reply = {string.format('%.6f', tonumber(clock[1]) + tonumber(clock[2]) / 1000000)}
+for i = 1, #KEYS do
+    if ARGV[1] == 'gcra' then
+        reply[#reply + 1] = redis.call('GET', KEYS[i]) or ''
+    else
+        local saved = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
+        for field = 1, 3 do reply[#reply + 1] = saved[field] or '' end
+    end
+end
+return reply
+""")
+
+
 class ScriptedEngine:
     """The three algorithms on a ``ScriptingStore``: one script per check."""
 
@@ -148,6 +167,40 @@ class ScriptedEngine:
                 store=self.store,
             )
         return lambda: pending.value
+
+    def peek(self, base_key: str, limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+        """The states a check would find now: one read-only script, one round trip."""
+        batch = self.store.batch()
+        keys = [limit_key(base_key, limit) for limit in limits]
+        pending = batch.run_script(
+            PEEK,
+            keys,
+            [self.algorithm],
+            lambda reply: self._peeked(reply, limits),
+            store=self.store,
+        )
+        batch.execute()
+        return pending.value
+
+    def _peeked(self, reply: list[Any], limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+        now = float(reply[0])
+        if self.algorithm == "gcra":
+            return tuple(
+                algorithms.gcra_state(limit, now, float(saved) if saved else None, consumed=False)
+                for limit, saved in zip(limits, reply[1:], strict=True)
+            )
+        states = []
+        for i, limit in enumerate(limits):
+            index, current, previous = reply[1 + 3 * i : 4 + 3 * i]
+            counts = algorithms.counts_now(
+                limit, now, int(index) if index else None, int(current or 0), int(previous or 0)
+            )
+            states.append(
+                algorithms.counter_state(
+                    limit, now, *counts, sliding=self.algorithm == "sliding", consumed=False
+                )
+            )
+        return tuple(states)
 
     @staticmethod
     def _counter_states(

@@ -293,6 +293,15 @@ class Store(ABC):
         """Raise ``StoreUnavailable`` unless the server answers."""
         self.get("__pyramid_kvs_ping__")
 
+    def server_info(self) -> dict[str, str]:
+        """What the store can tell an operator about its server (``pkvs ping``).
+
+        Always ``store``, the backend's name; where known, ``server`` (its address,
+        or ``in-process``) and ``version``.  At most one round trip.  This portable
+        default asks nothing: a custom store without a server query answers its name.
+        """
+        return {"store": self.name}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the client's connections."""
 

@@ -405,6 +405,15 @@ class MemcachedStore(CompareAndSwapStore):
     def ping(self) -> None:
         self.client.version()
 
+    def server_info(self) -> dict[str, str]:
+        """Every server's address and ``version``, one request each."""
+        versions = self.client.versions()
+        return {
+            "store": self.name,
+            "server": ", ".join(versions),
+            "version": ", ".join(dict.fromkeys(versions.values())),
+        }
+
     def shared_state(self) -> object:
         return self.client
 

@@ -211,8 +211,14 @@ class MemcachedServers:
 
     def version(self) -> None:
         """Ask every server for its version: StoreUnavailable unless all answer."""
-        for server in self.servers:
-            server.call("version")
+        self.versions()
+
+    def versions(self) -> dict[str, str]:
+        """Each server's version, by ``host:port``: StoreUnavailable unless all answer."""
+        return {
+            server.name: bytes(server.call("version")).decode("ascii", "replace")
+            for server in self.servers
+        }
 
     def close(self) -> None:
         for server in self.servers:

@@ -271,6 +271,9 @@ class MemoryStore(LockingStore):
     def ping(self) -> None:
         return None
 
+    def server_info(self) -> dict[str, str]:
+        return {"store": self.name, "server": "in-process"}
+
     def shared_state(self) -> object:
         return self._areas
 

@@ -624,6 +624,15 @@ class RedisStore(ScriptingStore):
     def ping(self) -> None:
         self.breaker.call(translated, self.client.ping)
 
+    def server_info(self) -> dict[str, str]:
+        """The address and ``redis_version`` of ``INFO server``: one round trip."""
+        info = self.breaker.call(translated, self.client.info, "server")
+        return {
+            "store": self.name,
+            "server": _describe(self.client).removeprefix("redis "),
+            "version": str(info.get("redis_version", "unknown")),
+        }
+
     def shared_state(self) -> object:
         return self.client
 

@@ -326,3 +326,8 @@ class StoreContract:
         assert not store.shares_client_with(other)
         with pytest.raises(ValueError, match="does not share"):
             store.batch().load_record("r", 60, store=other)
+
+    def test_server_info_names_the_store(self, store: Store) -> None:
+        info = store.server_info()
+        assert info["store"] == store.name
+        assert all(isinstance(value, str) for value in info.values())

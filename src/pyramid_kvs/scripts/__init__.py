@@ -1,0 +1,1 @@
+"""Console scripts: ``pkvs``, the stores of an application from the shell."""
