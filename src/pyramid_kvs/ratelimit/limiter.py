@@ -28,6 +28,7 @@ from pyramid.request import Request
 from zope.interface import Interface, implementer
 
 from ..stores import Batch, Store, StoreError
+from ..stores.hash_tags import tagged
 from .engines import engine_for
 from .holders import HolderFunction, SessionReader, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
@@ -77,6 +78,8 @@ class RateLimiter:
         #: the application's session factory: the session holder and the prefetch
         self.sessions = sessions
         self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
+        #: holders are session ids: their keys share the session's hash tag
+        self._by_session = holder is None and settings.holder == "session"
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = engine_for(store, settings.algorithm)
@@ -97,7 +100,8 @@ class RateLimiter:
         limits = self.limits if limits is None else limits
         if not limits:
             raise ValueError("no limit to check")
-        base_key = f"{holder}:{scope}:{self.algorithm[0]}"
+        # every key of a holder shares its hash tag: one script, one node of a cluster
+        base_key = f"{tagged(holder)}:{scope}:{self.algorithm[0]}"
         names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
         return Check(names, self.engine.queue(batch, base_key, limits))
 
@@ -109,6 +113,17 @@ class RateLimiter:
         pending = self.queue(batch, self.holder_of(request), limits, scope)
         batch.execute()
         return pending.outcome()
+
+    def _prefetches(self, batch: Batch) -> bool:
+        """Whether the session's load rides in the check's *batch* at no cost.
+
+        Without a pipeline it would cost a round trip of its own, even for views
+        that never touch the session, so it is left to load lazily.  On a cluster
+        it rides only beside the session's own limits, which share its hash tag.
+        """
+        if not batch.pipelined:
+            return False
+        return not batch.sharded or self._by_session
 
     def enforce(
         self, request: Request, limits: tuple[Limit, ...], scope: str = DEFAULT_SCOPE
@@ -123,10 +138,8 @@ class RateLimiter:
         """
         batch = self.store.batch()
         check = self.queue(batch, self.holder_of(request), limits, scope)
-        if batch.pipelined and self.sessions is not None:
+        if self.sessions is not None and self._prefetches(batch):
             # The session's load travels with the check: one round trip for both.
-            # Without a pipeline it would cost its own, even for views that never
-            # touch the session, so it is left to load lazily.
             self.sessions.prefetch(request, batch)
         try:
             batch.execute()
