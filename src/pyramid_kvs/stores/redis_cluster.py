@@ -48,7 +48,6 @@ from typing import Any, Protocol, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import REDIS_ALLOWED_KEYS, ClusterNode, RedisCluster
-from redis.connection import to_bool
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, RedisClusterException
 from redis.retry import Retry
@@ -79,9 +78,9 @@ DEFAULT_PORT = 6379
 MAX_REDIRECTIONS = 5
 #: options of ``RedisCluster`` itself, with their converters
 CLUSTER_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "require_full_coverage": lambda value: bool(to_bool(value)),  # type: ignore[no-untyped-call]
-    "dynamic_startup_nodes": lambda value: bool(to_bool(value)),  # type: ignore[no-untyped-call]
-    "address_remap": lambda value: _callable("address_remap", value),
+    "require_full_coverage": lambda value: _boolean(value),
+    "dynamic_startup_nodes": lambda value: _boolean(value),
+    "address_remap": lambda value: _callable(value),
 }
 #: options refused, and why
 REFUSED_OPTIONS = {
@@ -103,9 +102,20 @@ CONNECTION_OPTIONS = frozenset(REDIS_ALLOWED_KEYS) - {
 }  # fmt: skip
 
 
-def _callable(name: str, value: Any) -> Any:
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "on", "1"}:
+        return True
+    if text in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _callable(value: Any) -> Any:
     if not callable(value):
-        raise ValueError(f"{name}: expected a function (from Python), got {value!r}")
+        raise ValueError(f"expected a function (from Python), got {value!r}")
     return value
 
 
