@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,28 @@ def _executable(name: str) -> str:
 
 def start(command: list[str], port: int) -> Server:
     executor = TCPExecutor(
-        command, host=LOOPBACK, port=port, timeout=30, stdout=subprocess.DEVNULL
+        command, host=LOOPBACK, port=port, timeout=30, sleep=0.01, stdout=subprocess.DEVNULL
     )
     executor.start()
     return Server(executor, LOOPBACK, port)
+
+
+def start_all(commands: list[list[str]]) -> list[Server]:
+    """Start servers side by side; each command's port follows ``--port``."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        started = [
+            pool.submit(start, command, int(command[command.index("--port") + 1]))
+            for command in commands
+        ]
+    servers = []
+    for future in started:
+        try:
+            servers.append(future.result())
+        except BaseException:
+            for server in servers:
+                server.stop()
+            raise
+    return servers
 
 
 def start_redis(durable_dir: Path | None = None) -> Server:
@@ -177,8 +196,9 @@ CLUSTER_BUS_OFFSET = 10000
 def cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free as well."""
     while True:
-        port = port_for.select_random(ports=set(range(20000, 55000)))
-        if port_for.is_available(port + CLUSTER_BUS_OFFSET):
+        port = port_for.select_random()
+        bus = port + CLUSTER_BUS_OFFSET
+        if bus <= 65535 and port_for.is_available(bus):
             return port
 
 
@@ -290,9 +310,10 @@ def start_redis_cluster(node_timeout_ms: int = 5000) -> RedisClusterServers:
     directory = Path(tempfile.mkdtemp(prefix="pyramid-kvs-cluster-"))
     nodes: list[Server] = []
     try:
+        commands = []
         for _ in range(6):
             port = cluster_port()
-            command = [
+            commands.append([
                 _executable("redis-server"),
                 "--bind", LOOPBACK,
                 "--port", str(port),
@@ -307,8 +328,8 @@ def start_redis_cluster(node_timeout_ms: int = 5000) -> RedisClusterServers:
                 "--appendonly", "no",
                 "--daemonize", "no",
                 "--loglevel", "warning",
-            ]  # fmt: skip
-            nodes.append(start(command, port))
+            ])  # fmt: skip
+        nodes += start_all(commands)
         create = [_executable("redis-cli"), "--cluster", "create"]
         create += [node.address for node in nodes]
         create += ["--cluster-replicas", "1", "--cluster-yes"]
@@ -342,9 +363,9 @@ class RedisSentinelServers:
         addresses = ",".join(sentinel.address for sentinel in self.sentinels)
         return f"redis+sentinel://{addresses}/{self.service}"
 
-    def current_master(self) -> Server:
-        """The server the sentinels name as master now."""
-        client = admin(self.sentinels[0])
+    def current_master(self, sentinel: Server | None = None) -> Server:
+        """The server *sentinel* (by default the first) names as master now."""
+        client = admin(sentinel or self.sentinels[0])
         try:
             host, port = client.sentinel_get_master_addr_by_name(self.service)
         finally:
@@ -394,22 +415,35 @@ def start_redis_sentinel(down_after_ms: int = 5000) -> RedisSentinelServers:
         servers.append(master)
         replica = _start_replicating_redis(directory, master)
         servers.append(replica)
-        sentinels = []
-        for _ in range(3):
-            port = port_for.select_random()
+        # Each sentinel is told the others and the replica: otherwise they find them
+        # by gossip, which takes seconds, before they can agree on a failover.
+        ports = [port_for.select_random() for _ in range(3)]
+        ids = [f"{index + 1:040x}" for index in range(3)]
+        commands = []
+        for port, own_id in zip(ports, ids, strict=True):
             config = directory / f"sentinel-{port}.conf"
-            config.write_text(
-                f"port {port}\n"
-                f"bind {LOOPBACK}\n"
-                f"dir {directory}\n"
-                "loglevel warning\n"
-                f"sentinel monitor pyramid-kvs {master.host} {master.port} 2\n"
-                f"sentinel down-after-milliseconds pyramid-kvs {down_after_ms}\n"
-                "sentinel failover-timeout pyramid-kvs 5000\n"
+            lines = [
+                f"port {port}",
+                f"bind {LOOPBACK}",
+                f"dir {directory}",
+                "loglevel warning",
+                f"sentinel myid {own_id}",
+                f"sentinel monitor pyramid-kvs {master.host} {master.port} 2",
+                f"sentinel down-after-milliseconds pyramid-kvs {down_after_ms}",
+                "sentinel failover-timeout pyramid-kvs 5000",
+                f"sentinel known-replica pyramid-kvs {replica.host} {replica.port}",
+            ]
+            lines += [
+                f"sentinel known-sentinel pyramid-kvs {LOOPBACK} {other} {other_id}"
+                for other, other_id in zip(ports, ids, strict=True)
+                if other != port
+            ]
+            config.write_text("\n".join(lines) + "\n")
+            commands.append(
+                [_executable("redis-server"), str(config), "--sentinel", "--port", str(port)]
             )
-            command = [_executable("redis-server"), str(config), "--sentinel"]
-            sentinels.append(start(command, port))
-            servers.append(sentinels[-1])
+        sentinels = start_all(commands)
+        servers += sentinels
         set_ = RedisSentinelServers(master, replica, sentinels, directory)
         set_.redis_servers = [master, replica]
         wait_until(set_.ready, "sentinels ready to fail over")
