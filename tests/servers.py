@@ -289,7 +289,7 @@ class RedisClusterServers:
 
     def stop(self) -> None:
         for node in self.nodes:
-            node.stop()
+            node.kill()  # nothing to keep: no need to wait for a clean shutdown
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -398,7 +398,7 @@ class RedisSentinelServers:
 
     def stop(self) -> None:
         for server in [*self.sentinels, *self.redis_servers]:
-            server.stop()
+            server.kill()  # nothing to keep: no need to wait for a clean shutdown
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
