@@ -31,6 +31,10 @@ def tagged(text: str) -> str:
     """*text* as a key prefix whose keys share one hash tag.
 
     *text* itself when it already has a tag, else *text* in braces.  Every key
-    that starts with the result hashes by the same tag, whatever follows.
+    that starts with the result hashes by the same tag, whatever follows.  A text
+    that is empty or starts with ``}`` would make an empty tag, which Redis ignores:
+    ``_`` goes first then (the tag only places the keys, the keys stay distinct).
     """
-    return text if hash_tag(text) is not None else "{" + text + "}"
+    if hash_tag(text) is not None:
+        return text
+    return "{" + (text if text[:1] not in ("", "}") else "_" + text) + "}"
