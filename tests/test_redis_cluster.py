@@ -204,6 +204,33 @@ def test_a_key_being_migrated_is_asked_for(
         redis_cluster.flush()
 
 
+def test_a_slot_without_a_master_in_the_map_is_an_outage_until_the_map_is_read(
+    store: RedisClusterStore,
+) -> None:
+    store.set("k", b"v")
+    slot_map = store.cluster.client().nodes_manager
+    del slot_map.slots_cache[key_slot(b"test::k")]  # as if read while the slot had none
+    with pytest.raises(StoreUnavailable, match="not covered"):
+        store.get("k")
+    assert store.get("k") == b"v"  # the map was read again
+
+
+def test_a_redirection_the_map_cannot_take_reads_the_map_again(
+    store: RedisClusterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.set("k", b"v")
+    slot = key_slot(b"test::k")
+    slot_map = store.cluster.client().nodes_manager
+    owner = slot_map.get_node_from_slot(slot)
+    slot_map.slots_cache[slot] = [n for n in store.cluster.primaries() if n.name != owner.name][:1]
+
+    def cannot(moved: Any) -> None:
+        raise KeyError(moved.slot_id)
+
+    monkeypatch.setattr(slot_map, "move_slot", cannot)
+    assert store.get("k") == b"v"  # MOVED, the map read again, then the right node
+
+
 # -- connections -------------------------------------------------------------------------------
 
 
@@ -273,6 +300,23 @@ def test_options_from_the_query_and_kvs_kwargs() -> None:
     assert options.connection_kwargs["client_name"] == "web"
     assert options.cluster_kwargs == {"require_full_coverage": True}
     assert options.down_for == 2
+    remap = options_of(
+        {
+            "kvs": "redis+cluster",
+            "kvs_kwargs": {
+                "startup_nodes": "h1:7000, h2:7001",
+                "dynamic_startup_nodes": "no",
+                "require_full_coverage": False,
+                "address_remap": print,
+            },
+        }
+    )
+    assert remap.startup_nodes == (("h1", 7000), ("h2", 7001))
+    assert remap.cluster_kwargs == {
+        "require_full_coverage": False,
+        "dynamic_startup_nodes": False,
+        "address_remap": print,
+    }
 
 
 @pytest.mark.parametrize(
@@ -289,6 +333,9 @@ def test_options_from_the_query_and_kvs_kwargs() -> None:
         ({"url": "redis+cluster://h:1?require_full_coverage=perhaps"}, ["require_full_coverage"]),
         ({"kvs": "redis+cluster", "kvs_kwargs": {"startup_nodes": "h:x"}}, ["host:port"]),
         ({"kvs": "redis+cluster", "kvs_kwargs": {"startup_nodes": 7}}, ["startup_nodes"]),
+        ({"kvs": "redis+cluster", "kvs_kwargs": {"startup_nodes": [7]}}, ["host:port"]),
+        ({"kvs": "redis+cluster", "kvs_kwargs": {"url": "redis://h"}}, ["redis+cluster://"]),
+        ({"kvs": "redis+cluster", "kvs_kwargs": {"host": "h", "address_remap": "x"}}, ["remap"]),
         ({"url": "redis+cluster://h:1?max_connections=many"}, ["max_connections"]),
         ({"kvs": "redis+cluster", "kvs_kwargs": {"host": "h", "max_connections": "x"}}, ["max"]),
     ],

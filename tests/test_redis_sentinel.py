@@ -88,6 +88,10 @@ def test_both_forms_of_settings_and_the_defaults() -> None:
         }
     )
     assert url.breaker.name == "redis sentinel s1:26380,s2:26379 service mymaster"
+    listed = built(
+        {"kvs": "redis+sentinel", "kvs_kwargs": {"sentinels": "s1:26380, s2", "service_name": "m"}}
+    )
+    assert described(listed)["sentinels"] == [("s1", 26380), ("s2", 26379)]
 
 
 def test_options_from_the_query_kvs_kwargs_and_sentinel_kwargs() -> None:
@@ -121,6 +125,9 @@ def test_options_from_the_query_kvs_kwargs_and_sentinel_kwargs() -> None:
         ({"url": "redis+sentinel://s1/a?down_for=61"}, ["down_for"]),
         ({"url": "redis+sentinel://s1/a", "kvs_kwargs": {"sentinel_kwargs": 1}}, ["sentinel_"]),
         ({"url": "redis+sentinel://s1/a", "kvs_kwargs": {"socket_timout": 1}}, ["socket_timout"]),
+        ({"kvs": "redis+sentinel", "kvs_kwargs": {"url": "redis://h/a"}}, ["redis+sentinel://"]),
+        ({"kvs": "redis+sentinel", "kvs_kwargs": {"sentinels": 7}}, ["sentinels"]),
+        ({"kvs": "redis+sentinel", "kvs_kwargs": {"sentinels": [7]}}, ["sentinels"]),
     ],
 )
 def test_bad_options_fail_at_start_up(settings: dict[str, Any], names: list[str]) -> None:

@@ -253,8 +253,6 @@ class _Topology(Protocol):
 
     def get_node(self, host: str, port: int) -> ClusterNode | None: ...
 
-    def get_default_node(self) -> ClusterNode: ...
-
     def get_redis_connection(self, node: ClusterNode) -> redis.Redis: ...
 
     def close(self) -> None: ...
@@ -408,11 +406,9 @@ class Cluster:
         return groups
 
     def _master_of(self, client: _Topology, command: Command[Any]) -> ClusterNode:
-        key = command.first_key
-        if key is None:
-            return client.get_default_node()
+        key = command.first_key  # every command of the contract has one
         try:
-            return client.nodes_manager.get_node_from_slot(slot_of(key))
+            return client.nodes_manager.get_node_from_slot(slot_of(key or ""))
         except RedisClusterException as exc:  # no master known for the slot
             self.refresh()
             raise StoreUnavailable(f"redis cluster: {exc}") from exc
