@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from webtest import TestApp
 
 from browsers import (
     KINDS,
@@ -83,6 +84,23 @@ class Watch(threading.Thread):
     def end(self) -> None:
         self._ended.set()
         self.join()
+
+
+#: the applications the test built: their connections closed after it
+built: list[TestApp] = []
+
+
+@pytest.fixture(autouse=True)
+def close_applications() -> Iterator[None]:
+    yield
+    while built:
+        get_components(built.pop().app.registry).close()
+
+
+def application(url: str) -> TestApp:
+    app = make_app(url)
+    built.append(app)
+    return app
 
 
 def seed(url: str) -> None:
@@ -196,7 +214,7 @@ def replicated(masters: list[Server]) -> None:
 def test_a_cluster_master_killed(failing_cluster: RedisClusterServers) -> None:
     cluster = failing_cluster
     seed(cluster.url)
-    clients = clients_of(make_app(cluster.url), BROWSERS)
+    clients = clients_of(application(cluster.url), BROWSERS)
     for client in clients:
         client.request("incr")
     clients[0].request("cache_put")
@@ -255,7 +273,7 @@ def failing_sentinel() -> Iterator[RedisSentinelServers]:
 def test_a_sentinel_master_killed(failing_sentinel: RedisSentinelServers) -> None:
     servers = failing_sentinel
     seed(servers.url)
-    clients = clients_of(make_app(servers.url), BROWSERS)
+    clients = clients_of(application(servers.url), BROWSERS)
     for client in clients:
         client.request("incr")
     clients[0].request("cache_put")
@@ -302,8 +320,7 @@ def memcached_trio() -> Iterator[list[Server]]:
 def test_a_memcached_pool_of_three_loses_one(memcached_trio: list[Server]) -> None:
     url = "memcached://" + ",".join(server.address for server in memcached_trio)
     seed(url)
-    app = make_app(url)
-    clients = clients_of(app, BROWSERS)
+    clients = clients_of(application(url), BROWSERS)
     dead = memcached_trio[0]
     dead.kill()
     try:

@@ -10,7 +10,7 @@ at the client libraries, a pipeline to one node counting once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -95,13 +95,36 @@ def settings_of(url: str, form: str, **more: str) -> dict[str, Any]:
     return settings
 
 
+#: what the test built: closed after it (their connections are the test's)
+built: list[Store | TestApp] = []
+
+
+@pytest.fixture(autouse=True)
+def close_what_was_built() -> Iterator[None]:
+    yield
+    while built:
+        item = built.pop()
+        if isinstance(item, TestApp):
+            get_components(item.app.registry).close()
+        else:
+            item.close()
+
+
+def app_of(settings: dict[str, Any]) -> TestApp:
+    app = apps.make_app(settings, views)
+    built.append(app)
+    return app
+
+
 def make_app(url: str, form: str = "flat", **more: str) -> TestApp:
-    return apps.make_app(settings_of(url, form, **more), views)
+    return app_of(settings_of(url, form, **more))
 
 
 def store_of(url: str) -> Store:
     name, options = parse_store_url(url)
-    return create_store(name, options)
+    store = create_store(name, options)
+    built.append(store)
+    return store
 
 
 def warm(app: TestApp) -> None:
@@ -233,7 +256,7 @@ def round_trips(url: str, address: str) -> dict[str, int]:
         counts[name] = trips.total
         return response
 
-    sessions = apps.make_app({"kvs.session.url": url, "kvs.session.secret": SECRET}, views)
+    sessions = app_of({"kvs.session.url": url, "kvs.session.secret": SECRET})
     warm(sessions)
     count("session: nothing", sessions, "/plain")
     count("session: new, written", sessions, "/incr")
@@ -248,7 +271,7 @@ def round_trips(url: str, address: str) -> dict[str, int]:
     count("rate limit + session read", both, "/read")
     count("rate limit + session written", both, "/incr")
     count("rate limit, session untouched", both, "/plain")
-    cache = apps.make_app({"kvs.cache.url": url}, views)
+    cache = app_of({"kvs.cache.url": url})
     warm(cache)
     cache.get("/cache_set")
     count("cache hit", cache, "/cache_get")
