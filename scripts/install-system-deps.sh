@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)  # creates the test cluster
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 perl -MStorable -MJSON::PP -e1 >/dev/null 2>&1 || need+=(perl)

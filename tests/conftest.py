@@ -9,9 +9,19 @@ import redis
 from pymemcache.client.base import Client as MemcacheClient
 
 from pyramid_kvs.stores import Store, create_store
-from servers import Server, start_memcached, start_redis
+from servers import (
+    RedisClusterServers,
+    RedisSentinelServers,
+    Server,
+    start_memcached,
+    start_redis,
+    start_redis_cluster,
+    start_redis_sentinel,
+)
 
 BACKENDS = ("memory", "redis", "memcached")
+#: the deployments of several servers, as ``backend`` values (see ``store_url``)
+SEVERAL_SERVERS = ("redis+cluster", "redis+sentinel", "memcached-pool")
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +44,57 @@ def memcached_server2() -> Iterator[Server]:
     server = start_memcached()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_server3() -> Iterator[Server]:
+    """A third memcached: with the two others, a pool of three."""
+    server = start_memcached()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """Three masters and their replicas, shared: no test may fail one over."""
+    cluster = start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelServers]:
+    """A master, its replica and three sentinels, shared: no test may fail it over."""
+    servers = start_redis_sentinel()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServers) -> str:
+    """The ``redis+cluster://`` URL of the shared cluster, emptied for this test."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel: RedisSentinelServers) -> str:
+    """The ``redis+sentinel://`` URL of the shared service, emptied for this test."""
+    redis_sentinel.flush()
+    return redis_sentinel.url
+
+
+@pytest.fixture
+def memcached_pool_url(
+    memcached_server: Server, memcached_server2: Server, memcached_server3: Server
+) -> str:
+    """``memcached://`` three servers, emptied for this test."""
+    servers = (memcached_server, memcached_server2, memcached_server3)
+    for server in servers:
+        client = MemcacheClient((server.host, server.port))
+        client.flush_all(noreply=False)
+        client.close()
+    return "memcached://" + ",".join(server.address for server in servers)
 
 
 @pytest.fixture
@@ -62,6 +123,12 @@ def store_url(backend: str, request: pytest.FixtureRequest) -> str:
         return request.getfixturevalue("redis_url")
     if backend == "memcached":
         return "memcached://" + request.getfixturevalue("memcached_address")
+    if backend == "redis+cluster":
+        return request.getfixturevalue("redis_cluster_url")
+    if backend == "redis+sentinel":
+        return request.getfixturevalue("redis_sentinel_url")
+    if backend == "memcached-pool":
+        return request.getfixturevalue("memcached_pool_url")
     raise ValueError(backend)
 
 

@@ -2,7 +2,9 @@
 
 The counters wrap the one place where each client library sends a request (redis-py's
 ``send_packed_command``, pymemcache's three command senders), so a pipeline counts
-once and a multi-get counts once: what is counted is what crosses the network.
+once and a multi-get counts once: what is counted is what crosses the network.  On a
+Redis Cluster, a pipeline to one node counts once.  ``sent_to_redis`` records what
+was sent, for the tests of what a script costs on the wire.
 """
 
 from __future__ import annotations
@@ -50,3 +52,20 @@ def count_round_trips() -> Iterator[RoundTrips]:
         yield counts
     finally:
         patch.undo()
+
+
+@contextmanager
+def sent_to_redis() -> Iterator[list[bytes]]:
+    """The requests sent to Redis meanwhile, one bytes string each."""
+    sent: list[bytes] = []
+    connection = redis_connection.AbstractConnection
+    original = connection.send_packed_command
+
+    def recording(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        parts = command if isinstance(command, list) else [command]
+        sent.append(b"".join(bytes(part) for part in parts))
+        return original(self, command, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection, "send_packed_command", recording)
+        yield sent

@@ -176,6 +176,40 @@ def test_the_panel_shows_a_request_touching_every_component(
     assert PERL_ID not in page
 
 
+def test_on_a_cluster_the_check_and_the_session_share_one_pipeline(
+    redis_cluster_url: str,
+) -> None:
+    """Hash tags keep a holder's limits with its session: the panel shows one pipeline
+    for both, and the session's save as its own call."""
+    settings = {
+        **TOOLBAR,
+        "debugtoolbar.panels": "kvs",
+        "kvs.cache.url": redis_cluster_url,
+        "kvs.session.url": redis_cluster_url,
+        "kvs.session.secret": SECRET,
+        "kvs.ratelimit.limits": "100/second",
+        "kvs.perlsess.url": redis_cluster_url,
+        "kvs.perlsess.cookie_name": "CGISESSID",
+    }
+    config = apps.configure(settings, views)
+    app = TestApp(config.make_wsgi_app(), extra_environ=LOCAL)
+    try:
+        app.get("/start")
+        assert app.get("/touch").json == {"user": None}  # no Perl cookie
+        _, panel = panel_of(config)
+        assert summary(panel.data) == [
+            ("ratelimit", summary(panel.data)[0][1], None, 0, "pipeline"),
+            ("session", "load_record", True, 0, "pipeline"),
+            ("cache", "get", False, 1, "call"),
+            ("cache", "set", None, 2, "call"),
+            ("session", "update_record", None, 3, "call"),
+        ]
+        assert panel.data["round_trips"] == 4
+        assert panel.data["ratelimit"][0]["limits"][0]["remaining"] == 99
+    finally:
+        get_components(config.registry).close()
+
+
 def test_a_refused_request_shows_its_verdict_and_in_process_calls() -> None:
     config = apps.configure(
         {**TOOLBAR, "kvs.ratelimit.limits": "1/minute", "kvs.ratelimit.holder": "ip"}, views

@@ -447,3 +447,48 @@ def test_holder_requests_read_like_a_client_request(on_redis: Pkvs) -> None:
     cookie = app.cookies["session_id"]
     status, out, _ = on_redis("session", cookie)
     assert status == ExitCode.OK and json.loads(out)["data"] == {"seen": True}
+
+
+# -- several servers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["redis+cluster", "redis+sentinel"])
+def test_every_command_on_several_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, backend_url: str
+) -> None:
+    """A cluster's keys are listed, counted and flushed on every master; a Sentinel
+    service's on its current master; a holder's limits read from its node."""
+    pkvs = Pkvs(tmp_path, capsys, {
+        "kvs.cache.url": backend_url,
+        "kvs.session.url": backend_url,
+        "kvs.session.secret": SECRET,
+        "kvs.ratelimit.url": backend_url,
+        "kvs.ratelimit.limits": "5/hour",
+    })  # fmt: skip
+    status, out, _ = pkvs("ping")
+    assert status == ExitCode.OK
+    assert out.startswith(f"cache, session, ratelimit: {backend} 127.0.0.1:")
+    assert ": up, " in out and ", version " in out
+
+    cache = pkvs.components.cache
+    assert cache is not None
+    names = [f"user:{number}" for number in range(12)]  # enough to reach every master
+    cache.set_many({name: number for number, name in enumerate(names)})
+    assert pkvs("cache", "list", "user:*")[1] == "".join(f"{n}\n" for n in sorted(names))
+    assert json.loads(pkvs("cache", "get", "user:7")[1]) == 7
+
+    _, cookie = seed_session(pkvs.components, {"user_id": 7})
+    assert json.loads(pkvs("session", "--", cookie)[1])["data"] == {"user_id": 7}
+
+    app = apps.make_app(dict(pkvs.settings), extra_environ={"REMOTE_ADDR": "192.0.2.1"})
+    app.get("/", status=404)
+    try:
+        out = pkvs("ratelimit", "ip:192.0.2.1")[1]
+        assert out.splitlines()[1].startswith("  default: 5 per 3600 s, 4 remaining")
+    finally:
+        get_components(app.app.registry).close()
+
+    status, out, _ = pkvs("flush", "cache", "--yes")
+    assert (status, out) == (ExitCode.OK, "deleted 12 keys under 'cache::'\n")
+    assert cache.list_keys() == []
+    assert json.loads(pkvs("session", "--", cookie)[1])["data"] == {"user_id": 7}

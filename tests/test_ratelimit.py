@@ -449,7 +449,7 @@ def test_the_limiter_joins_the_session_store_when_it_has_none(redis_url: str) ->
     app.get("/", status=429)
     client = redis.Redis.from_url(redis_url)  # the counters live in the session's Redis
     assert [key.decode() for key in client.keys("ratelimit::*")] == [
-        "ratelimit::ip:192.0.2.1:default:f:2/86400"
+        "ratelimit::{ip:192.0.2.1}:default:f:2/86400"
     ]
     client.close()
 
@@ -728,7 +728,7 @@ def test_a_key_holding_something_else_is_a_store_error(
         app.get("/")
         limiter = get_components(app.app.registry).ratelimiter
         assert limiter is not None
-        (key,) = list(limiter.store.scan(f"ip:192.0.2.{len(policy)}:*"))
+        (key,) = list(limiter.store.scan(f"{{ip:192.0.2.{len(policy)}}}:*"))
         if backend == "redis":
             client = redis.Redis.from_url(backend_url)
             client.set("ratelimit::" + key, garbage)
@@ -755,7 +755,7 @@ def test_a_memcached_key_holding_something_else_is_a_store_error(
         app = make_app({**settings, "kvs.ratelimit.on_error": policy})
         address = f"192.0.2.{len(policy)}"
         app.extra_environ = {"REMOTE_ADDR": address}
-        base = f"ratelimit::ip:{address}:default:{algorithm[0]}"
+        base = f"ratelimit::{{ip:{address}}}:default:{algorithm[0]}"
         index = int(time.time() // 86400)
         key = base if algorithm == "gcra" else f"{base}:1/86400:{index}"
         client.set(key, garbage, 60, noreply=False)

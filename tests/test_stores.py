@@ -9,13 +9,10 @@ scripts, memcached's keys and servers, the memory store's areas.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 import redis
 from pymemcache.client.base import Client as MemcacheClient
-from redis import connection as redis_connection
 
 from pyramid_kvs.settings import parse_store_url
 from pyramid_kvs.stores import (
@@ -36,7 +33,7 @@ from pyramid_kvs.stores.memory import MemoryStore
 from pyramid_kvs.stores.redis import INCR_WITH_TTL
 from pyramid_kvs.testing.contract import StoreContract
 from pyramid_kvs.testing.mock import MockStore
-from roundtrips import count_round_trips
+from roundtrips import count_round_trips, sent_to_redis
 from servers import start_redis, unused_port
 
 
@@ -85,6 +82,14 @@ class TestMemcachedStore(StoreContract):
     @pytest.fixture
     def store(self, memcached_address: str) -> Iterator[Store]:
         yield from built("memcached://" + memcached_address)
+
+
+class TestMemcachedPool(StoreContract):
+    """Three memcached servers sharing the keys."""
+
+    @pytest.fixture
+    def store(self, memcached_pool_url: str) -> Iterator[Store]:
+        yield from built(memcached_pool_url)
 
 
 class TestAStoreRegisteredByAnApplication(StoreContract):
@@ -150,23 +155,6 @@ def test_a_redis_batch_is_one_round_trip(store: Store) -> None:
 
 
 # -- Redis scripts: in full once, then by their digest ----------------------------------------
-
-
-@contextmanager
-def sent_to_redis() -> Iterator[list[bytes]]:
-    """The requests sent to Redis meanwhile, one bytes string each."""
-    sent: list[bytes] = []
-    connection = redis_connection.AbstractConnection
-    original = connection.send_packed_command
-
-    def recording(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
-        parts = command if isinstance(command, list) else [command]
-        sent.append(b"".join(bytes(part) for part in parts))
-        return original(self, command, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(connection, "send_packed_command", recording)
-        yield sent
 
 
 @pytest.mark.parametrize("backend", ["redis"])

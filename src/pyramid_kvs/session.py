@@ -354,8 +354,14 @@ class SessionFactory:
         return SessionRef(value, self.storage_key(value), header=header)
 
     def storage_key(self, session_id: str) -> str:
-        """The store key of a session: a keyed hash, so a store dump reveals no id."""
-        return hmac.new(self._hash_key, session_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        """The store key of a session: a keyed hash, so a store dump reveals no id.
+
+        The hash is in braces, the key's hash tag (``stores.hash_tags``): the rate
+        limiter puts it in its keys of the session, so that on a Redis Cluster the
+        record and the limits live on one node and load in one round trip.
+        """
+        digest = hmac.new(self._hash_key, session_id.encode("utf-8"), hashlib.sha256)
+        return "{" + digest.hexdigest() + "}"
 
     def legacy_key(self, ref: SessionRef) -> str | None:
         """Where 1.x kept the session of *ref*, when ``legacy_sessions`` is on."""
@@ -422,15 +428,16 @@ class SessionFactory:
         """Queue the load of *ref*'s session on *batch* (a batch of this store's client).
 
         The 1.x value is queued beside the record only where it costs no round trip
-        of its own (a pipeline); elsewhere ``load`` reads it when the record turns
-        out to be missing.
+        of its own (a pipeline to one server: on a cluster its key, which has no hash
+        tag, may live on another node); elsewhere ``load`` reads it when the record
+        turns out to be missing.
         """
         legacy_key = self.legacy_key(ref)
         record = None
         if not ref.legacy:
             record = batch.load_record(ref.key, self.settings.ttl, store=self.store)
         old = None
-        if legacy_key is not None and (ref.legacy or batch.pipelined):
+        if legacy_key is not None and (ref.legacy or _one_round_trip(batch)):
             old = batch.get(legacy_key, store=self.store)
         return _Load(record, old)
 
@@ -449,7 +456,7 @@ class SessionFactory:
                 pass
         if ref.legacy or self.legacy_key(ref) is not None:
             batch = self.store.batch()
-            if batch.pipelined or ref.legacy:
+            if _one_round_trip(batch) or ref.legacy:
                 queued = self.queue_load(batch, ref)
                 batch.execute()
                 return self._finish(ref, queued)
@@ -978,6 +985,11 @@ def _check_key(key: Any) -> None:
         raise TypeError(f"session keys are strings, not {type(key).__name__}")
     if _RESERVED.match(key):
         raise ValueError(f"session keys of the form __name__ are reserved: {key!r}")
+
+
+def _one_round_trip(batch: Batch) -> bool:
+    """Whether any key queued on *batch* rides in one round trip with the others."""
+    return batch.pipelined and not batch.sharded
 
 
 def _confirm(writes: list[Pending[Any]]) -> None:

@@ -176,20 +176,22 @@ class StoreSpec:
         return self.backend, json.dumps(dict(self.options), sort_keys=True, default=repr)
 
 
-RESERVED_SCHEMES = {"redis+cluster", "redis+sentinel"}
+#: schemes whose store reads the whole URL itself, when it is built (at start-up)
+SERVERS_SCHEMES = {"redis+cluster", "redis+sentinel"}
 
 
 def parse_store_url(url: str) -> tuple[str, dict[str, Any]]:
     """The backend and options a store URL describes.
 
-    ``memory://``, ``redis://``, ``rediss://``, ``unix://`` (Redis on a socket) and
+    ``memory://``, ``redis://``, ``rediss://``, ``unix://`` (Redis on a socket),
+    ``redis+cluster://h1:p1,h2:p2``, ``redis+sentinel://h1:p1,h2:p2/service`` and
     ``memcached://host:port,host:port``; query parameters become options.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ValueError("expected a URL such as redis://host:6379/0 or memory://")
     scheme = url.split("://", 1)[0].lower()
-    if scheme in RESERVED_SCHEMES:
-        raise ValueError(f"{scheme}:// is reserved for a later release and not supported yet")
+    if scheme in SERVERS_SCHEMES:
+        return scheme, {"url": url}
     if scheme in {"redis", "rediss", "unix"}:
         try:
             from redis.connection import parse_url
@@ -215,7 +217,7 @@ def parse_store_url(url: str) -> tuple[str, dict[str, Any]]:
         return "memcached", options
     raise ValueError(
         f"unknown URL scheme {scheme!r}: expected memory://, redis://, rediss://, "
-        "unix:// or memcached://"
+        "unix://, redis+cluster://, redis+sentinel:// or memcached://"
     )
 
 

@@ -460,6 +460,7 @@ class RecordingBatch(Batch):
         super().__init__(store)
         self.inner = inner
         self.pipelined = inner.pipelined
+        self.sharded = inner.sharded
         #: the request's recorder, if any: without one nothing is kept
         self._recorder = store.recorder_of()
         #: the queued operations, to read once the batch ran

@@ -8,7 +8,8 @@ A session's holder is its id as the session component itself reads it
 (``SessionFactory.ref_of``: the cookie id, checked and correctly signed, or the
 token of whichever configured header carries it), *without* loading the session:
 the limit is checked before the application pays for anything else, and the key is
-the session's own keyed hash, computed once per request.  Note that an id the
+the session's own keyed hash, computed once per request - hash tag included, so
+that on a Redis Cluster the limits live beside the session's record.  Note that an id the
 client made up counts as a holder of its own, so ``session`` limits well-behaved
 clients; against abuse, key on ``ip`` or ``userid``.
 """
@@ -34,7 +35,11 @@ class SessionId(Protocol):
 
     @property
     def key(self) -> str:
-        """A keyed hash of the id: what the store keeps instead of the id."""
+        """A keyed hash of the id: what the store keeps instead of the id.
+
+        It carries a hash tag (``stores.hash_tags``), which the holder keeps: the
+        session's limits then live on the node of its record on a Redis Cluster.
+        """
 
 
 class SessionReader(Protocol):
@@ -102,7 +107,7 @@ def build_holder(
 
         def by_session(request: Request) -> str:
             ref = factory.ref_of(request)
-            return "session:" + ref.key[:32] if ref is not None else by_address(request)
+            return "session:" + ref.key if ref is not None else by_address(request)
 
         return by_session
     if kind == "userid":

@@ -28,6 +28,7 @@ from pyramid.request import Request
 from zope.interface import Interface, implementer
 
 from ..stores import Batch, Store, StoreError
+from ..stores.hash_tags import tagged
 from .engines import engine_for
 from .holders import HolderFunction, SessionReader, build_holder, holder_headers
 from .limits import Limit, LimitState, Outcome, policy_names
@@ -78,6 +79,8 @@ class RateLimiter:
         #: the application's session factory: the session holder and the prefetch
         self.sessions = sessions
         self.holder_of: HolderFunction = holder or build_holder(settings, sessions)
+        #: holders are session ids: their keys share the session's hash tag
+        self._by_session = holder is None and settings.holder == "session"
         #: the request headers the holder comes from: the responses' Vary
         self.vary = () if holder is not None else holder_headers(settings, sessions)
         self.engine = engine_for(store, settings.algorithm)
@@ -88,7 +91,8 @@ class RateLimiter:
     def base_key(self, holder: str, scope: str = DEFAULT_SCOPE) -> str:
         """Where the state of *holder*'s limits in *scope* is kept: the engines'
         keys start with it."""
-        return f"{holder}:{scope}:{self.algorithm[0]}"
+        # every key of a holder shares its hash tag: one script, one node of a cluster
+        return f"{tagged(holder)}:{scope}:{self.algorithm[0]}"
 
     def queue(
         self,
@@ -132,6 +136,17 @@ class RateLimiter:
         batch.execute()
         return pending.outcome()
 
+    def _prefetches(self, batch: Batch) -> bool:
+        """Whether the session's load rides in the check's *batch* at no cost.
+
+        Without a pipeline it would cost a round trip of its own, even for views
+        that never touch the session, so it is left to load lazily.  On a cluster
+        it rides only beside the session's own limits, which share its hash tag.
+        """
+        if not batch.pipelined:
+            return False
+        return not batch.sharded or self._by_session
+
     def enforce(
         self, request: Request, limits: tuple[Limit, ...], scope: str = DEFAULT_SCOPE
     ) -> None:
@@ -145,10 +160,8 @@ class RateLimiter:
         """
         batch = self.store.batch()
         check = self.queue(batch, self.holder_of(request), limits, scope)
-        if batch.pipelined and self.sessions is not None:
+        if self.sessions is not None and self._prefetches(batch):
             # The session's load travels with the check: one round trip for both.
-            # Without a pipeline it would cost its own, even for views that never
-            # touch the session, so it is left to load lazily.
             self.sessions.prefetch(request, batch)
         try:
             batch.execute()

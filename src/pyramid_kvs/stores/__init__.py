@@ -67,6 +67,8 @@ _FACTORIES: dict[str, StoreFactory] = {
     "memory": _lazy(".memory", "MemoryStore", None),
     "redis": _lazy(".redis", "RedisStore", "redis"),
     "memcached": _lazy(".memcached", "MemcachedStore", "memcached"),
+    "redis+cluster": _lazy(".redis_cluster", "RedisClusterStore", "redis"),
+    "redis+sentinel": _lazy(".redis_sentinel", "RedisSentinelStore", "redis"),
 }
 # The original add-on spelled memcached "memcache".
 _ALIASES = {"memcache": "memcached"}

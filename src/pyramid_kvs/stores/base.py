@@ -334,6 +334,10 @@ class Batch(ABC):
     #: whether the whole batch travels in one round trip (a Redis pipeline); when
     #: false, each operation costs its own, so adding one to the batch saves nothing
     pipelined = False
+    #: whether the keys live on several servers, a pipeline to each (a Redis
+    #: Cluster): then an operation rides for free only beside keys of its hash tag
+    #: (see ``stores.hash_tags``), and otherwise may cost a round trip of its own
+    sharded = False
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -5,7 +5,11 @@ read-modify-write needs several (``incr`` with an expiry set at creation).  Batc
 are non-transactional pipelines: one round trip, no ``MULTI`` overhead.
 
 Each operation is one typed ``Command`` (its arguments and its reply's converter),
-built by one method of the store that single calls and pipelines share.
+built by one method of the store that single calls and pipelines share.  Those live
+in ``BaseRedisStore``; how commands reach the servers is its subclasses':
+``RedisStore`` sends them to one server (Sentinel's store to the current master,
+``stores.redis_sentinel``), the cluster store to the master of each key's slot
+(``stores.redis_cluster``).
 
 Scripts go by their SHA1 digest (``EVALSHA``) once the server is known to hold them,
 in full (``EVAL``) until then - a store's first use of a script, which also caches
@@ -33,15 +37,16 @@ an outage nor for an absent key.
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
-from redis.connection import to_bool
+from redis.connection import parse_url, to_bool
 from redis.retry import Retry
 
 from .base import (
@@ -183,6 +188,9 @@ def translate_errors(exc: Exception) -> StoreError:
     """
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return StoreUnavailable(f"redis: {exc}")
+    if isinstance(exc, redis.exceptions.ClusterDownError):
+        # CLUSTERDOWN, MASTERDOWN: the node answers, but no master serves the key now
+        return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
     if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
         # also inside a script's error: "... WRONGTYPE Operation against a key ..."
         return WrongKind(f"redis: {exc}")
@@ -238,11 +246,7 @@ def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
         for name, value in taken.items():
             kwargs.setdefault(name, value)
     down_for = pop_down_for(kwargs)
-    for name, default in (
-        ("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        ("socket_timeout", DEFAULT_READ_TIMEOUT),
-    ):
-        kwargs[name] = to_timeout(name, kwargs.get(name, default))
+    bound_timeouts(kwargs)
     if "retry_on_error" in kwargs:
         kwargs["retry_on_error"] = _error_classes(kwargs["retry_on_error"])
     if "retry_on_timeout" in kwargs:  # "false" from a URL is no true string
@@ -252,6 +256,57 @@ def normalise_options(options: Mapping[str, Any]) -> RedisOptions:
         # Such a Retry retries on timeouts too: the deprecated flag would only warn.
         kwargs["retry"] = Retry(NoBackoff(), 1 if asked else 0)
     return RedisOptions(url, kwargs, down_for)
+
+
+def bound_timeouts(kwargs: dict[str, Any]) -> None:
+    """Give the connection options *kwargs* bounded timeouts: the defaults, or the
+    positive numbers given (``ValueError`` for anything else, ``none`` included)."""
+    for name, default in (
+        ("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        ("socket_timeout", DEFAULT_READ_TIMEOUT),
+    ):
+        kwargs[name] = to_timeout(name, kwargs.get(name, default))
+
+
+@dataclass(frozen=True)
+class ServersUrl:
+    """A URL naming several servers: ``scheme://[user[:password]@]h1:p1,h2:p2/path?query``."""
+
+    addresses: tuple[tuple[str, int], ...]
+    #: the path, without its first slash
+    path: str
+    #: the connection options: user, password and query, typed as redis-py types them
+    options: dict[str, Any]
+
+
+def parse_servers_url(url: str, default_port: int) -> ServersUrl:
+    """The parts of a ``redis+cluster://`` or ``redis+sentinel://`` URL.
+
+    redis-py reads URLs of one server only; the options are what it reads from
+    one with the same user, password and query (``socket_timeout`` a number...).
+    Raises ``ValueError`` naming what is wrong.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    addresses = []
+    for host in hosts.split(","):
+        try:
+            address = urlsplit("//" + host.strip())
+            port = address.port
+        except ValueError:
+            port, address = None, None
+        if address is None or not address.hostname or port == 0:
+            raise ValueError(f"expected host:port pairs separated by commas, got {hosts!r}")
+        addresses.append((address.hostname, port or default_port))
+    # the host is a stand-in: only the user, password and query are read
+    single = f"redis://{userinfo}{at}localhost/" + ("?" + parts.query if parts.query else "")
+    # the options normalised here stay text: redis-py would turn "TimeoutError" into
+    # a list of letters
+    single, taken = _take_from_query(single, NORMALISED_OPTIONS)
+    options: dict[str, Any] = parse_url(single)  # type: ignore[no-untyped-call]
+    del options["host"]
+    options.update(taken)
+    return ServersUrl(tuple(addresses), parts.path.lstrip("/"), options)
 
 
 def _take_from_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -333,6 +388,13 @@ class Command(Generic[T]):
     convert: Callable[[Any], T]
     script: Script | None = None
 
+    @property
+    def first_key(self) -> CommandArg | None:
+        """The command's first key (a Redis Cluster sends the command by it)."""
+        if self.script is not None:
+            return self.args[1] if int(self.args[0]) > 0 else None
+        return self.args[1] if len(self.args) > 1 else None
+
     def argv(self, by_sha: bool = True) -> tuple[CommandArg, ...]:
         """The command as sent; a script by its digest or with its source."""
         if self.script is None:
@@ -396,77 +458,65 @@ def _expiry_args(ttl: int | None) -> tuple[CommandArg, ...]:
     return () if ttl is None else ("EX", ttl)
 
 
-class RedisStore(ScriptingStore):
-    """A Redis server (or a Redis-protocol server such as Valkey) through redis-py.
+def send_pipelined(
+    client: redis.Redis, scripts: ScriptCache, commands: Sequence[Command[Any]]
+) -> list[Any]:
+    """Send *commands* to one server in one pipeline; their replies, errors included.
 
-    Every call goes through the store's ``CircuitBreaker``, shared by every
-    prefixed view of the client.  Each operation is one typed ``Command``, built by
-    a ``_*_command`` method that both single calls and ``RedisBatch`` use.
+    *scripts* is what that server is known to hold.  Commands a server that lost its
+    scripts refused with ``NOSCRIPT`` did not run: they are sent again with ``EVAL``,
+    in a second round trip - after the pipeline's other commands, then, which only
+    matters to a batch whose script and a later command touch the same key, and only
+    just after the loss.  Raises redis-py's error when the server cannot be reached.
+    """
+    replies = pipeline_replies(client, [scripts.argv(command) for command in commands])
+    refused = [
+        index
+        for index, reply in enumerate(replies)
+        if isinstance(reply, redis.exceptions.NoScriptError)
+    ]
+    if refused:
+        scripts.forget()
+        resent = [commands[index].argv(by_sha=False) for index in refused]
+        for index, reply in zip(refused, pipeline_replies(client, resent), strict=True):
+            replies[index] = reply
+    for command, reply in zip(commands, replies, strict=True):
+        if not isinstance(reply, Exception):
+            scripts.ran(command)
+    return replies
+
+
+def pipeline_replies(client: redis.Redis, argvs: Sequence[tuple[CommandArg, ...]]) -> list[Any]:
+    """Send *argvs* to one server in one pipeline (no transaction); their replies."""
+    with client.pipeline(transaction=False) as pipeline:
+        sender: _Sender = pipeline
+        for argv in argvs:
+            sender.execute_command(*argv)
+        return pipeline.execute(raise_on_error=False)
+
+
+class BaseRedisStore(ScriptingStore):
+    """The contract in Redis commands, whatever the servers behind them.
+
+    Each operation is one typed ``Command``, built by a ``_*_command`` method that
+    both single calls and ``RedisBatch`` use.  How commands reach the servers is
+    the subclass's: one server (``RedisStore``, Sentinel's master too) or the
+    masters of a cluster (``redis_cluster.RedisClusterStore``).
     """
 
     name = "redis"
 
-    def __init__(
-        self, client: redis.Redis, key_prefix: str = "", *, breaker: CircuitBreaker | None = None
-    ) -> None:
-        super().__init__(key_prefix)
-        self.client = client
-        self.breaker = breaker or CircuitBreaker("redis")
-        self.scripts = ScriptCache()
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> RedisStore:
-        """Build the client from ``kvs_kwargs`` (arguments of ``redis.Redis``) or a URL."""
-        normalised = normalise_options(options)
-        client = build_client(normalised)
-        return cls(client, breaker=CircuitBreaker(_describe(client), normalised.down_for))
-
     # -- sending ---------------------------------------------------------------------
 
+    @abstractmethod
     def _execute(self, command: Command[T]) -> T:
-        """Send *command* alone: one round trip (two when the server lost its scripts)."""
-        return command.convert(self.breaker.call(translated, self._send, command))
+        """Send *command* alone and convert its reply; its error as a ``StoreError``."""
 
-    def _send(self, command: Command[Any]) -> Any:
-        client: _Sender = self.client
-        try:
-            reply = client.execute_command(*self.scripts.argv(command))
-        except redis.exceptions.NoScriptError:
-            self.scripts.forget()
-            reply = client.execute_command(*command.argv(by_sha=False))
-        self.scripts.ran(command)
-        return reply
-
-    def _send_all(self, commands: Sequence[Command[Any]]) -> list[Any]:
-        """Send *commands* in one pipeline; their replies, errors included, in order.
-
-        Commands a server that lost its scripts refused with ``NOSCRIPT`` did not run:
-        they are sent again with ``EVAL``, in a second round trip - after the
-        pipeline's other commands, then, which only matters to a batch whose script
-        and a later command touch the same key, and only just after the loss.
-        """
-        replies = self._pipeline([self.scripts.argv(command) for command in commands])
-        refused = [
-            index
-            for index, reply in enumerate(replies)
-            if isinstance(reply, redis.exceptions.NoScriptError)
-        ]
-        if refused:
-            self.scripts.forget()
-            resent = [commands[index].argv(by_sha=False) for index in refused]
-            for index, reply in zip(refused, self._pipeline(resent), strict=True):
-                replies[index] = reply
-        for command, reply in zip(commands, replies, strict=True):
-            if not isinstance(reply, Exception):
-                self.scripts.ran(command)
-        return replies
-
-    def _pipeline(self, argvs: Sequence[tuple[CommandArg, ...]]) -> list[Any]:
-        with self.client.pipeline(transaction=False) as pipeline:
-            sender: _Sender = pipeline
-            for argv in argvs:
-                sender.execute_command(*argv)
-            return pipeline.execute(raise_on_error=False)
+    @abstractmethod
+    def _send_batch(self, commands: Sequence[Command[Any]]) -> list[Any]:
+        """Send *commands* together; their raw replies in order, error replies as
+        redis-py's exceptions.  Raises ``StoreUnavailable`` when a server they need
+        cannot be reached."""
 
     # -- the commands of the contract's operations -------------------------------------
 
@@ -605,21 +655,55 @@ class RedisStore(ScriptingStore):
     def replace_record(self, key: str, fields: Mapping[str, bytes], ttl: int | None) -> None:
         self._execute(self._replace_record_command(key, fields, ttl))
 
+    def batch(self) -> RedisBatch:
+        return RedisBatch(self)
+
+
+class RedisStore(BaseRedisStore):
+    """A Redis server (or a Redis-protocol server such as Valkey) through redis-py.
+
+    Every call goes through the store's ``CircuitBreaker``, shared by every
+    prefixed view of the client.
+    """
+
+    def __init__(
+        self, client: redis.Redis, key_prefix: str = "", *, breaker: CircuitBreaker | None = None
+    ) -> None:
+        super().__init__(key_prefix)
+        self.client = client
+        self.breaker = breaker or CircuitBreaker("redis")
+        self.scripts = ScriptCache()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RedisStore:
+        """Build the client from ``kvs_kwargs`` (arguments of ``redis.Redis``) or a URL."""
+        normalised = normalise_options(options)
+        client = build_client(normalised)
+        return cls(client, breaker=CircuitBreaker(_describe(client), normalised.down_for))
+
+    def _execute(self, command: Command[T]) -> T:
+        """Send *command* alone: one round trip (two when the server lost its scripts)."""
+        return command.convert(self.breaker.call(translated, self._send, command))
+
+    def _send(self, command: Command[Any]) -> Any:
+        client: _Sender = self.client
+        try:
+            reply = client.execute_command(*self.scripts.argv(command))
+        except redis.exceptions.NoScriptError:
+            self.scripts.forget()
+            reply = client.execute_command(*command.argv(by_sha=False))
+        self.scripts.ran(command)
+        return reply
+
+    def _send_batch(self, commands: Sequence[Command[Any]]) -> list[Any]:
+        return self.breaker.call(translated, send_pipelined, self.client, self.scripts, commands)
+
     def scan(self, pattern: str = "*") -> Iterator[str]:
         match = escape_glob(self.key_prefix) + pattern
         cut = len(self.key_prefix.encode())
-        keys = self.breaker.call(translated, self._scan, match, cut)
+        keys = self.breaker.call(translated, scan_server, self.client, match, cut)
         # SCAN may return a key twice when the keyspace is rehashed meanwhile.
         return iter(dict.fromkeys(keys))
-
-    def _scan(self, match: str, cut: int) -> list[str]:
-        return [
-            key[cut:].decode("utf-8", "surrogateescape")
-            for key in self.client.scan_iter(match=match, count=500)
-        ]
-
-    def batch(self) -> RedisBatch:
-        return RedisBatch(self)
 
     def ping(self) -> None:
         self.breaker.call(translated, self.client.ping)
@@ -640,6 +724,14 @@ class RedisStore(ScriptingStore):
         self.client.close()
 
 
+def scan_server(client: redis.Redis, match: str, cut: int) -> list[str]:
+    """The keys of one server matching *match*, each without its first *cut* bytes."""
+    return [
+        key[cut:].decode("utf-8", "surrogateescape")
+        for key in client.scan_iter(match=match, count=500)
+    ]
+
+
 class RedisBatch(ScriptingBatch):
     """A pipeline: every queued operation in one round trip.
 
@@ -648,10 +740,10 @@ class RedisBatch(ScriptingBatch):
     the session load this way).
     """
 
-    store: RedisStore
+    store: BaseRedisStore
     pipelined = True
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: BaseRedisStore) -> None:
         super().__init__(store)
         self._queued: list[tuple[Command[Any], Pending[Any]]] = []
 
@@ -660,10 +752,10 @@ class RedisBatch(ScriptingBatch):
         self._queued.append((command, pending))
         return pending
 
-    def _on(self, store: Store | None) -> RedisStore:
+    def _on(self, store: Store | None) -> BaseRedisStore:
         """The view of this batch's client whose prefix the operation uses."""
-        # shares_client_with compares the stores' types: another view is a RedisStore
-        return cast(RedisStore, self._target(store))
+        # shares_client_with compares the stores' types: another view is of this class
+        return cast(BaseRedisStore, self._target(store))
 
     def get(self, key: str, *, store: Store | None = None) -> Pending[bytes | None]:
         return self._queue(self._on(store)._get_command(key))
@@ -715,7 +807,7 @@ class RedisBatch(ScriptingBatch):
         if not queued:
             return
         commands = [command for command, _ in queued]
-        replies = self.store.breaker.call(translated, self.store._send_all, commands)
+        replies = self.store._send_batch(commands)
         for (command, pending), reply in zip(queued, replies, strict=True):
             if isinstance(reply, Exception):
                 pending.resolve(translate_errors(reply))
