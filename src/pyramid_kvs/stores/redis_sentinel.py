@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .breaker import CircuitBreaker
 from .redis import (
@@ -148,6 +148,7 @@ class RedisSentinelStore(RedisStore):
         """
         info = super().server_info()
         pool = self.client.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)  # master_for gives one
         host, port = self.breaker.call(translated, pool.get_master_address)
         info["server"] = f"{host}:{port} (master of {pool.service_name})"
         return info
