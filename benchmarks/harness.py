@@ -71,11 +71,16 @@ print unpack('H*', nfreeze($session));
 @functools.cache
 def perl_session() -> bytes:
     """The Perl session of the Perl scenarios: ``nfreeze`` bytes made by Perl itself."""
-    from benchmarks.bench_storable import perl_blob
+    from benchmarks.bench_storable import PerlSession
 
+    perl = PerlSession()
+    try:
+        frozen = perl.net
+    finally:
+        perl.close()
     renewed = subprocess.run(
         ["perl", "-e", PERL_RENEW],
-        input=perl_blob("net").hex() + "\n",
+        input=frozen.hex() + "\n",
         capture_output=True,
         text=True,
         check=True,

@@ -12,7 +12,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.viewderivers import INGRESS
 
-from .attributes import RequestAttribute
+from .attributes import BoundRequestAttribute, RequestAttribute
 from .cache import Cache
 from .components import (
     COMPONENTS_KEY,
@@ -51,26 +51,6 @@ __all__ = [
 TOOLBAR_TWEEN = "pyramid_debugtoolbar.toolbar_tween_factory"
 
 
-def _cache_of(request: Request) -> Cache:
-    cache = get_components(request.registry).cache
-    assert cache is not None  # the attribute is only added when the cache is configured
-    return cache
-
-
-def _perlsess_of(request: Request) -> PerlSession:
-    reader = get_components(request.registry).perlsess
-    assert reader is not None  # the attribute is only added when perlsess is configured
-    return reader.for_request(request)
-
-
-request_cache = RequestAttribute(
-    "cache", _cache_of, "``request.cache``: the application's cache, one shared object."
-)
-request_perlsess = RequestAttribute(
-    "perlsess",
-    _perlsess_of,
-    "``request.perlsess``: the Perl session named by the request's cookie, read lazily.",
-)
 request_ratelimit = RequestAttribute(
     "ratelimit",
     request_ratelimit_verdict,
@@ -98,6 +78,14 @@ def includeme(config: Configurator) -> None:
     """
     registry = config.registry
     settings = config.get_settings()
+    # Attributes, not properties: see pyramid_kvs.attributes for why.
+    request_cache = BoundRequestAttribute(
+        "cache", "``request.cache``: the application's cache, one shared object."
+    )
+    request_perlsess = BoundRequestAttribute(
+        "perlsess",
+        "``request.perlsess``: the Perl session named by the request's cookie, read lazily.",
+    )
 
     def setup() -> None:
         components = build_components(
@@ -108,9 +96,11 @@ def includeme(config: Configurator) -> None:
         registry[COMPONENTS_KEY] = components
         if components.ratelimiter is not None:
             registry.registerUtility(components.ratelimiter, IRateLimiter)
+        request_cache.bind_shared(components.cache)
+        if components.perlsess is not None:
+            request_perlsess.bind(components.perlsess.for_request)
 
     config.action(COMPONENTS_KEY, setup)
-    # Attributes, not properties: see pyramid_kvs.attributes for why.
     if is_configured(settings, "cache"):
         config.add_request_method(request_cache, "cache")
     if is_configured(settings, "perlsess"):

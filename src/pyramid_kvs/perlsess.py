@@ -40,6 +40,7 @@ import math
 import re
 import time
 import warnings
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -319,8 +320,9 @@ class PerlSession(Mapping[Any, Any]):
         request: Request | None = None,
     ) -> None:
         self._reader = reader
-        #: with *request*, the id is read from its cookie on first use
-        self._request = request
+        #: with *request*, the id is read from its cookie on first use; weakly held,
+        #: as the request holds this view (request.perlsess): no reference cycle
+        self._request = None if request is None else weakref.ref(request)
         self._session_id = session_id
         self._data: dict[Any, Any] | None = None
         self._expired = False
@@ -329,8 +331,11 @@ class PerlSession(Mapping[Any, Any]):
     def session_id(self) -> str | None:
         """The session id from the cookie, ``None`` when absent or malformed."""
         if self._request is not None:
-            self._session_id = self._reader.session_id(self._request)
+            request = self._request()
             self._request = None
+            if request is None:
+                raise RuntimeError("the request of this Perl session has ended")
+            self._session_id = self._reader.session_id(request)
         return self._session_id
 
     @property

@@ -34,6 +34,7 @@ import re
 import secrets
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -503,7 +504,10 @@ class KVSSession(MutableMapping[str, Any]):
 
     def __init__(self, factory: SessionFactory, request: Request) -> None:
         self._factory = factory
-        self._request = request
+        # A weak reference: the request holds its session (request.session), and a
+        # session holding its request would make each request a reference cycle,
+        # left for the garbage collector instead of freed when the response leaves.
+        self._request_ref = weakref.ref(request)
         self._loaded = False
         self._data: dict[str, Any] = {}
         #: the encoded value of each key as stored, to find what changed
@@ -531,6 +535,13 @@ class KVSSession(MutableMapping[str, Any]):
         self._force_write = False
         #: never write: the store failed, or the request ended in a 503 for it
         self._unsaved = False
+
+    @property
+    def _request(self) -> Request:
+        request = self._request_ref()
+        if request is None:
+            raise RuntimeError("the request of this session has ended")
+        return request
 
     @property
     def ref(self) -> SessionRef | None:
