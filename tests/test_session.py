@@ -1086,3 +1086,22 @@ def test_work_follows_what_the_view_used_not_the_session_size() -> None:
     config.commit()
     assert app.get("/one").json == {"k1": 1}
     assert calls == {"loads": 1, "dumps": 2}  # k1 read; k1 and k7 compared on saving
+
+
+def test_vary_merges_with_the_views_own_ignoring_case() -> None:
+    from pyramid.response import Response
+
+    from pyramid_kvs.vary import add_vary
+
+    fresh = Response()
+    add_vary(fresh, ["X-Token", "x-token", "Cookie"])
+    assert fresh.headers.getall("Vary") == ["X-Token, Cookie"]
+    add_vary(fresh, ["cookie", "Accept-Language"])
+    assert fresh.headers.getall("Vary") == ["X-Token, Cookie, Accept-Language"]
+    views = Response()
+    views.vary = ("Accept",)
+    add_vary(views, ["ACCEPT", "Cookie"])
+    assert views.headers.getall("Vary") == ["Accept, Cookie"]
+    nothing = Response()
+    add_vary(nothing, [])
+    assert "Vary" not in nothing.headers

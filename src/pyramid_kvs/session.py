@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -257,6 +256,7 @@ class SessionFactory:
         self.codec = codec
         self.clock = clock
         self._hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
+        self._signing_key = None if settings.secret is None else settings.secret.encode("utf-8")
         #: header names as the request reads them: HTTP header names ignore case
         self._header_names = {name.lower(): name for name in settings.key_names}
 
@@ -278,10 +278,9 @@ class SessionFactory:
         return secrets.token_urlsafe(ID_BYTES)
 
     def _signature(self, session_id: str) -> str:
-        assert self.settings.secret is not None
-        mac = hmac.new(self.settings.secret.encode("utf-8"), digestmod=hashlib.sha256)
-        mac.update(b"pyramid_kvs.session.id:" + session_id.encode("ascii"))
-        return _b64(mac.digest())
+        assert self._signing_key is not None
+        message = b"pyramid_kvs.session.id:" + session_id.encode("ascii")
+        return _b64(hmac.digest(self._signing_key, message, "sha256"))
 
     def cookie_value(self, session_id: str) -> str:
         """What the cookie carries: the id, signed when there is a secret."""
@@ -361,8 +360,8 @@ class SessionFactory:
         limiter puts it in its keys of the session, so that on a Redis Cluster the
         record and the limits live on one node and load in one round trip.
         """
-        digest = hmac.new(self._hash_key, session_id.encode("utf-8"), hashlib.sha256)
-        return "{" + digest.hexdigest() + "}"
+        digest = hmac.digest(self._hash_key, session_id.encode("utf-8"), "sha256")
+        return "{" + digest.hex() + "}"
 
     def legacy_key(self, ref: SessionRef) -> str | None:
         """Where 1.x kept the session of *ref*, when ``legacy_sessions`` is on."""

@@ -15,6 +15,16 @@ from pyramid.response import Response
 
 def add_vary(response: Response, names: Iterable[str]) -> None:
     """Add *names* to the response's ``Vary`` header, once each, ignoring case."""
+    headerlist = response.headerlist
+    if not any(header.lower() == "vary" for header, _ in headerlist):
+        # the common case, a response without Vary: one header appended, without
+        # WebOb's parsing and rebuilding of the header
+        unique: dict[str, str] = {}
+        for name in names:
+            unique.setdefault(name.lower(), name)
+        if unique:
+            headerlist.append(("Vary", ", ".join(unique.values())))
+        return
     vary = list(response.vary or ())
     present = {name.lower() for name in vary}
     missing = []

@@ -38,6 +38,7 @@ read their own writes and a replica may not have them yet.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -430,7 +431,7 @@ def _send_to_node(
 ) -> list[Any]:
     if asking:
         return _send_asking(client, commands)
-    return send_pipelined(client, node.scripts, commands)
+    return send_pipelined(functools.partial(pipeline_replies, client), node.scripts, commands)
 
 
 def _send_asking(client: redis.Redis, commands: Sequence[Command[Any]]) -> list[Any]:
