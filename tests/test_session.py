@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import ISession
@@ -1105,3 +1109,60 @@ def test_vary_merges_with_the_views_own_ignoring_case() -> None:
     nothing = Response()
     add_vary(nothing, [])
     assert "Vary" not in nothing.headers
+
+
+# -- reading the session cookie (session.cookie_value) ---------------------------------
+
+_cookie_names = st.text(
+    alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8
+)
+_token_values = st.text(alphabet=string.ascii_letters + string.digits + "-_.", max_size=50)
+
+
+@given(
+    pairs=st.lists(st.tuples(_cookie_names, _token_values), max_size=6),
+    ours=_token_values,
+    where=st.integers(min_value=0, max_value=6),
+    spaces=st.sampled_from(["; ", ";", " ; "]),
+)
+def test_the_session_cookie_reads_as_webob_reads_it(
+    pairs: list[tuple[str, str]], ours: str, where: int, spaces: str
+) -> None:
+    """Headers as browsers send them: the value WebOb's full parse gives."""
+    from pyramid.request import Request as PyramidRequest
+
+    from pyramid_kvs.session import cookie_value
+
+    pairs.insert(min(where, len(pairs)), ("session_id", ours))
+    header = spaces.join(f"{name}={value}" for name, value in pairs)
+    request = PyramidRequest.blank("/", headers={"Cookie": header})
+    assert cookie_value(request, "session_id") == request.cookies.get("session_id")
+
+
+#: what a session cookie can hold: an id, signed or not, or a 1.x id
+_ACCEPTABLE = re.compile(r"[A-Za-z0-9_-]{43}(?:\.[A-Za-z0-9_-]{43})?|[0-9a-f]{40}")
+
+
+@given(
+    before=st.text(max_size=60),
+    value=st.text(max_size=100),
+    after=st.text(max_size=60),
+)
+def test_any_cookie_header_gives_webobs_value_or_no_acceptable_one(
+    before: str, value: str, after: str
+) -> None:
+    """Whatever the header: WebOb's value, or one no session cookie can hold."""
+    from pyramid.request import Request as PyramidRequest
+
+    from pyramid_kvs.session import cookie_value
+
+    header = f"{before}session_id={value}{after}"
+    request = PyramidRequest.blank("/")
+    request.environ["HTTP_COOKIE"] = header.encode("utf-8").decode("latin-1")
+    found = cookie_value(request, "session_id")
+    try:
+        expected = request.cookies.get("session_id")
+    except UnicodeDecodeError:
+        expected = None
+    if found != expected:
+        assert found is None or not _ACCEPTABLE.fullmatch(found)

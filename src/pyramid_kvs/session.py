@@ -255,8 +255,14 @@ class SessionFactory:
         self.store = store
         self.codec = codec
         self.clock = clock
-        self._hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
-        self._signing_key = None if settings.secret is None else settings.secret.encode("utf-8")
+        # Keyed once: a copy of a keyed HMAC costs half of keying one per call.
+        hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
+        self._hashing_mac = hmac.new(hash_key, digestmod="sha256")
+        self._signing_mac = (
+            None
+            if settings.secret is None
+            else hmac.new(settings.secret.encode("utf-8"), digestmod="sha256")
+        )
         #: header names as the request reads them: HTTP header names ignore case
         self._header_names = {name.lower(): name for name in settings.key_names}
 
@@ -278,9 +284,10 @@ class SessionFactory:
         return secrets.token_urlsafe(ID_BYTES)
 
     def _signature(self, session_id: str) -> str:
-        assert self._signing_key is not None
-        message = b"pyramid_kvs.session.id:" + session_id.encode("ascii")
-        return _b64(hmac.digest(self._signing_key, message, "sha256"))
+        assert self._signing_mac is not None
+        mac = self._signing_mac.copy()
+        mac.update(b"pyramid_kvs.session.id:" + session_id.encode("ascii"))
+        return _b64(mac.digest())
 
     def cookie_value(self, session_id: str) -> str:
         """What the cookie carries: the id, signed when there is a secret."""
@@ -319,10 +326,7 @@ class SessionFactory:
         cannot parse it: the bytes are an outsider's, so they count as no id).
         """
         if self.uses_cookie:
-            try:
-                value = request.cookies.get(self.settings.key_name)
-            except UnicodeDecodeError:
-                return None
+            value = cookie_value(request, self.settings.key_name)
             return None if value is None else (value, None)
         for name in self.settings.key_names:
             value = request.headers.get(name)
@@ -360,8 +364,9 @@ class SessionFactory:
         limiter puts it in its keys of the session, so that on a Redis Cluster the
         record and the limits live on one node and load in one round trip.
         """
-        digest = hmac.digest(self._hash_key, session_id.encode("utf-8"), "sha256")
-        return "{" + digest.hex() + "}"
+        mac = self._hashing_mac.copy()
+        mac.update(session_id.encode("utf-8"))
+        return "{" + mac.hexdigest() + "}"
 
     def legacy_key(self, ref: SessionRef) -> str | None:
         """Where 1.x kept the session of *ref*, when ``legacy_sessions`` is on."""
@@ -988,6 +993,41 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
+
+
+def cookie_value(request: Request, name: str) -> str | None:
+    """The value of the request's cookie *name*; ``None`` when it has none.
+
+    WebOb's ``request.cookies`` parses every cookie of the header, quoting rules
+    and all (14 µs for one cookie), where a session needs one, whose valid values
+    are plain tokens.  A header as browsers send them (``a=1; b=2``: RFC 6265 has
+    no semicolon in values) is split here; one with quotes or backslashes goes to
+    WebOb.  Where two cookies share the name the last wins, as in WebOb.  A value
+    the two would read differently (``id=abc,def``: WebOb stops at the comma) is
+    refused by the id's check: never a session WebOb would not have found.  A
+    value that is not UTF-8 counts as none; bytes that are not UTF-8 in *another*
+    cookie no longer hide this one, as they did WebOb's whole parse.
+    """
+    header: str = request.environ.get("HTTP_COOKIE", "")
+    if name not in header:
+        return None
+    if '"' in header or "\\" in header:
+        try:
+            value: str | None = request.cookies.get(name)
+        except UnicodeDecodeError:
+            return None
+        return value
+    value = None
+    for pair in header.split(";"):
+        key, equals, found = pair.partition("=")
+        if equals and key.strip() == name:
+            value = found.strip()
+    if value is not None and not value.isascii():
+        try:  # WSGI gives the header's bytes as latin-1
+            value = value.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return None
+    return value
 
 
 def _check_key(key: Any) -> None:
