@@ -1166,3 +1166,34 @@ def test_any_cookie_header_gives_webobs_value_or_no_acceptable_one(
         expected = None
     if found != expected:
         assert found is None or not _ACCEPTABLE.fullmatch(found)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"cookie_secure": "true", "cookie_samesite": "None", "cookie_domain": "example.org"},
+        {"cookie_httponly": "false", "cookie_path": "/app", "cookie_samesite": "Strict"},
+    ],
+)
+def test_the_prebuilt_set_cookie_header_is_webobs(options: dict[str, str]) -> None:
+    from pyramid.response import Response
+
+    settings = {"kvs.session.url": "memory://", "kvs.session.secret": "s" * 32}
+    settings |= {f"kvs.session.{name}": value for name, value in options.items()}
+    config = apps.configure(settings)
+    config.commit()
+    factory = get_components(config.registry).session_factory
+    assert factory is not None and factory.set_cookie_parts is not None
+    value = factory.cookie_value(factory.new_id())
+    prebuilt = Response()
+    prebuilt.headerlist.append(
+        ("Set-Cookie", factory.set_cookie_parts[0] + value + factory.set_cookie_parts[1])
+    )
+    webob = Response()
+    s = factory.settings
+    webob.set_cookie(
+        s.key_name, value, path=s.cookie_path, domain=s.cookie_domain, secure=s.cookie_secure,
+        httponly=s.cookie_httponly, samesite=s.cookie_samesite,
+    )  # fmt: skip
+    assert prebuilt.headers.getall("Set-Cookie") == webob.headers.getall("Set-Cookie")

@@ -43,6 +43,7 @@ from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
+from webob.cookies import make_cookie
 from zope.interface import implementer
 
 from . import legacy
@@ -77,6 +78,8 @@ FLASH_KEY_PREFIX = "_flash:"
 CSRF_KEY = "_csrf_token"
 
 ID_BYTES = 32  # 256 bits
+#: where the value goes in a prebuilt Set-Cookie header
+_VALUE_MARK = "pyramid-kvs-value"
 _ID = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
 _SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # an unpadded base64 SHA-256 HMAC
 #: header tokens: visible ASCII, with inner spaces ("Bearer abc...")
@@ -263,6 +266,21 @@ class SessionFactory:
             if settings.secret is None
             else hmac.new(settings.secret.encode("utf-8"), digestmod="sha256")
         )
+        #: the ``Set-Cookie`` header of a session cookie without Max-Age, around its
+        #: value: WebOb's own, made once (ids and signatures are never quoted)
+        self.set_cookie_parts: tuple[str, str] | None = None
+        if settings.session_type == "cookie" and settings.cookie_max_age is None:
+            header = make_cookie(
+                settings.key_name,
+                _VALUE_MARK,
+                path=settings.cookie_path,
+                domain=settings.cookie_domain,
+                secure=settings.cookie_secure,
+                httponly=settings.cookie_httponly,
+                samesite=settings.cookie_samesite,
+            )
+            before, _, after = header.partition(_VALUE_MARK)
+            self.set_cookie_parts = (before, after)
         #: header names as the request reads them: HTTP header names ignore case
         self._header_names = {name.lower(): name for name in settings.key_names}
 
@@ -981,8 +999,13 @@ class KVSSession(MutableMapping[str, Any]):
         return self._factory.storage_key(self._id)
 
     def _set_cookie(self, response: Response, expire: bool = False) -> None:
-        settings = self._factory.settings
-        value = None if expire or self._id is None else self._factory.cookie_value(self._id)
+        factory = self._factory
+        settings = factory.settings
+        value = None if expire or self._id is None else factory.cookie_value(self._id)
+        if value is not None and factory.set_cookie_parts is not None:
+            before, after = factory.set_cookie_parts
+            response.headerlist.append(("Set-Cookie", before + value + after))
+            return
         response.set_cookie(
             settings.key_name,
             value,
