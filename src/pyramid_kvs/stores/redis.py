@@ -146,7 +146,7 @@ end
 if #ARGV > last then
     redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV))
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
+if changed > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
 """
     + _EXPIRE
     + """
