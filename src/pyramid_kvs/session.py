@@ -78,6 +78,8 @@ FLASH_KEY_PREFIX = "_flash:"
 CSRF_KEY = "_csrf_token"
 
 ID_BYTES = 32  # 256 bits
+#: values that cannot be changed in place: reading one cannot change the session
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 #: where the value goes in a prebuilt Set-Cookie header
 _VALUE_MARK = "pyramid-kvs-value"
 _ID = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
@@ -848,7 +850,8 @@ class KVSSession(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         self._ensure_loaded()
         value = self._decode(key) if key in self._pending else self._data[key]
-        self._touched.add(key)  # handed out: it may be changed in place
+        if type(value) not in _IMMUTABLE:
+            self._touched.add(key)  # handed out: it may be changed in place
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
