@@ -101,6 +101,18 @@ def paired(ours: list[float], anchor: list[float], metric: str = "ratio") -> Spr
     return Spread(statistics.median(values), min(values))
 
 
+def best_delta(ours: list[float], anchor: list[float]) -> float:
+    """Each side's best round, ours minus the anchor's, in microseconds.
+
+    What a "+2 µs" target is judged on.  A round's paired difference of two ~40 µs
+    requests moves by ±15 µs on a shared 2-CPU machine (the min of the differences
+    shows it), more than the bound: the median of such differences cannot resolve
+    it.  Each side's fastest round is the one least disturbed (the reason ``timeit``
+    reports a minimum), so their difference is the cost of the code itself.
+    """
+    return (min(ours) - min(anchor)) * 1e6
+
+
 def microseconds(seconds: float) -> str:
     """A time per request, to three significant figures or so."""
     value = seconds * 1e6
@@ -130,8 +142,13 @@ def comparison_line(ours: SideFigures, anchor: SideFigures, target: Target | Non
     """The paired figures of a scenario, and its target's verdict when it has one."""
     metric = target.metric if target is not None and target.metric == "delta" else "ratio"
     cpu = paired(ours.cpu, anchor.cpu, metric)
+    judged = cpu.median
     if metric == "delta":
-        line = f"  ours - anchor: cpu {cpu.median:+.1f} µs median, {cpu.low:+.1f} µs min"
+        judged = best_delta(ours.cpu, anchor.cpu)
+        line = (
+            f"  ours - anchor: cpu {judged:+.1f} µs between the best rounds;"
+            f" paired rounds {cpu.median:+.1f} µs median, {cpu.low:+.1f} µs min"
+        )
     else:
         wall = paired(ours.wall, anchor.wall)
         line = (
@@ -141,5 +158,5 @@ def comparison_line(ours: SideFigures, anchor: SideFigures, target: Target | Non
         if ours.server_cpu and anchor.server_cpu:
             line += f"; server cpu {ours.server_cpu / anchor.server_cpu:.2f}"
     if target is not None:
-        line += f"  | target {target.describe()} (was {target.then}): {target.verdict(cpu.median)}"
+        line += f"  | target {target.describe()} (was {target.then}): {target.verdict(judged)}"
     return line
