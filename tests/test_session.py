@@ -1131,12 +1131,12 @@ def test_the_session_cookie_reads_as_webob_reads_it(
     """Headers as browsers send them: the value WebOb's full parse gives."""
     from pyramid.request import Request as PyramidRequest
 
-    from pyramid_kvs.session import cookie_value
+    from pyramid_kvs.cookies import cookie_value
 
     pairs.insert(min(where, len(pairs)), ("session_id", ours))
     header = spaces.join(f"{name}={value}" for name, value in pairs)
     request = PyramidRequest.blank("/", headers={"Cookie": header})
-    assert cookie_value(request, "session_id") == request.cookies.get("session_id")
+    assert cookie_value(request.environ, "session_id") == request.cookies.get("session_id")
 
 
 #: what a session cookie can hold: an id, signed or not, or a 1.x id
@@ -1154,12 +1154,15 @@ def test_any_cookie_header_gives_webobs_value_or_no_acceptable_one(
     """Whatever the header: WebOb's value, or one no session cookie can hold."""
     from pyramid.request import Request as PyramidRequest
 
-    from pyramid_kvs.session import cookie_value
+    from pyramid_kvs.cookies import cookie_value
 
     header = f"{before}session_id={value}{after}"
     request = PyramidRequest.blank("/")
     request.environ["HTTP_COOKIE"] = header.encode("utf-8").decode("latin-1")
-    found = cookie_value(request, "session_id")
+    try:
+        found = cookie_value(request.environ, "session_id")
+    except UnicodeDecodeError:
+        found = None
     try:
         expected = request.cookies.get("session_id")
     except UnicodeDecodeError:

@@ -40,15 +40,15 @@ import math
 import re
 import time
 import warnings
-import weakref
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from pyramid.request import Request
 
 from .codecs import load_json
+from .cookies import cookie_value
 from .settings import (
     StoreSpec,
     one_of,
@@ -310,7 +310,7 @@ class PerlSession(Mapping[Any, Any]):
     back: changes belong to the Perl application that owns it.
     """
 
-    __slots__ = ("_data", "_expired", "_reader", "_request", "_session_id")
+    __slots__ = ("_data", "_environ", "_expired", "_reader", "_session_id")
 
     def __init__(
         self,
@@ -320,9 +320,10 @@ class PerlSession(Mapping[Any, Any]):
         request: Request | None = None,
     ) -> None:
         self._reader = reader
-        #: with *request*, the id is read from its cookie on first use; weakly held,
-        #: as the request holds this view (request.perlsess): no reference cycle
-        self._request = None if request is None else weakref.ref(request)
+        #: with *request*, the id is read from its cookie on first use: its environ
+        #: is kept, not the request, which holds this view (request.perlsess) - no
+        #: reference cycle
+        self._environ = None if request is None else request.environ
         self._session_id = session_id
         self._data: dict[Any, Any] | None = None
         self._expired = False
@@ -330,12 +331,9 @@ class PerlSession(Mapping[Any, Any]):
     @property
     def session_id(self) -> str | None:
         """The session id from the cookie, ``None`` when absent or malformed."""
-        if self._request is not None:
-            request = self._request()
-            self._request = None
-            if request is None:
-                raise RuntimeError("the request of this Perl session has ended")
-            self._session_id = self._reader.session_id(request)
+        if self._environ is not None:
+            environ, self._environ = self._environ, None
+            self._session_id = self._reader.session_id_in(environ)
         return self._session_id
 
     @property
@@ -403,10 +401,14 @@ class PerlSessionReader:
         side: it is logged at DEBUG only, or every such request would warn.  A cookie
         that is there but malformed is worth a warning.
         """
+        return self.session_id_in(request.environ)
+
+    def session_id_in(self, environ: MutableMapping[str, Any]) -> str | None:
+        """``session_id`` from a request's WSGI environ."""
         name = self.settings.cookie_name
         try:
-            value: str | None = request.cookies.get(name)
-        except UnicodeDecodeError:  # WebOb decodes every cookie as UTF-8
+            value = cookie_value(environ, name)
+        except UnicodeDecodeError:
             log.warning("perlsess: ignored a Cookie header that is not UTF-8")
             return None
         if not value:

@@ -48,6 +48,7 @@ from zope.interface import implementer
 
 from . import legacy
 from .codecs import Codec
+from .cookies import cookie_value
 from .settings import (
     StoreSpec,
     component_prefix,
@@ -346,7 +347,10 @@ class SessionFactory:
         cannot parse it: the bytes are an outsider's, so they count as no id).
         """
         if self.uses_cookie:
-            value = cookie_value(request, self.settings.key_name)
+            try:
+                value = cookie_value(request.environ, self.settings.key_name)
+            except UnicodeDecodeError:  # an outsider's bytes: no id
+                return None
             return None if value is None else (value, None)
         for name in self.settings.key_names:
             value = request.headers.get(name)
@@ -670,9 +674,11 @@ class KVSSession(MutableMapping[str, Any]):
         self._created = created
         # Values are decoded when first used: a request reads a few keys of a session
         # that may hold many, and only what it used can have changed.
-        stored = dict(fields)
-        for name in [name for name in stored if name[:2] == "__" and _RESERVED.match(name)]:
-            del stored[name]
+        stored = {
+            name: value
+            for name, value in fields.items()
+            if name[:2] != "__" or not _RESERVED.match(name)
+        }
         self._stored = stored
         self._data = dict(stored)
         self._pending = set(stored)
@@ -1019,41 +1025,6 @@ class KVSSession(MutableMapping[str, Any]):
             httponly=settings.cookie_httponly,
             samesite=settings.cookie_samesite,
         )
-
-
-def cookie_value(request: Request, name: str) -> str | None:
-    """The value of the request's cookie *name*; ``None`` when it has none.
-
-    WebOb's ``request.cookies`` parses every cookie of the header, quoting rules
-    and all (14 µs for one cookie), where a session needs one, whose valid values
-    are plain tokens.  A header as browsers send them (``a=1; b=2``: RFC 6265 has
-    no semicolon in values) is split here; one with quotes or backslashes goes to
-    WebOb.  Where two cookies share the name the last wins, as in WebOb.  A value
-    the two would read differently (``id=abc,def``: WebOb stops at the comma) is
-    refused by the id's check: never a session WebOb would not have found.  A
-    value that is not UTF-8 counts as none; bytes that are not UTF-8 in *another*
-    cookie no longer hide this one, as they did WebOb's whole parse.
-    """
-    header: str = request.environ.get("HTTP_COOKIE", "")
-    if name not in header:
-        return None
-    if '"' in header or "\\" in header:
-        try:
-            value: str | None = request.cookies.get(name)
-        except UnicodeDecodeError:
-            return None
-        return value
-    value = None
-    for pair in header.split(";"):
-        key, equals, found = pair.partition("=")
-        if equals and key.strip() == name:
-            value = found.strip()
-    if value is not None and not value.isascii():
-        try:  # WSGI gives the header's bytes as latin-1
-            value = value.encode("latin-1").decode("utf-8")
-        except UnicodeError:
-            return None
-    return value
 
 
 def _check_key(key: Any) -> None:

@@ -173,8 +173,13 @@ def _to_record(reply: list[bytes]) -> StoredRecord | None:
     """A record from ``HGETALL``'s flat list of names and values."""
     if not reply:
         return None
-    names = (name.decode("utf-8", "surrogateescape") for name in reply[::2])
-    return StoredRecord(dict(zip(names, reply[1::2], strict=True)))
+    pairs = iter(reply)  # names and values alternate: zip takes them two by two
+    return StoredRecord(
+        {
+            name.decode("utf-8", "surrogateescape"): value
+            for name, value in zip(pairs, pairs, strict=True)
+        }
+    )
 
 
 def escape_glob(text: str) -> str:
@@ -765,9 +770,14 @@ class RedisStore(BaseRedisStore):
         return command.convert(self.breaker.call(translated, self._send, command))
 
     def _send(self, command: Command[Any]) -> Any:
-        (reply,) = send_pipelined(self.connections.send, self.scripts, [command])
+        scripts = self.scripts
+        (reply,) = self.connections.send([scripts.argv(command)])
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            scripts.forget()
+            (reply,) = self.connections.send([command.argv(by_sha=False)])
         if isinstance(reply, Exception):
             raise reply
+        scripts.ran(command)
         return reply
 
     def _send_batch(self, commands: Sequence[Command[Any]]) -> list[Any]:
