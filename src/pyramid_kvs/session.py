@@ -542,6 +542,8 @@ class KVSSession(MutableMapping[str, Any]):
         self._stored: dict[str, bytes] = {}
         #: the keys handed out or set: the only ones that can have changed
         self._touched: set[str] = set()
+        #: the keys deleted (or dropped undecodable): the only ones a save may remove
+        self._removed: dict[str, None] = {}
         #: the keys whose value in _data is still the stored bytes, not decoded yet
         self._pending: set[str] = set()
         self._base: StoredRecord | None = None
@@ -764,6 +766,7 @@ class KVSSession(MutableMapping[str, Any]):
         self._data = {}
         self._stored = {}
         self._touched = set()
+        self._removed = {}
         self._pending = set()
         self._base = None
         self._id = None
@@ -820,6 +823,7 @@ class KVSSession(MutableMapping[str, Any]):
         self._id = session_id
         self._persisted = False
         self._stored = {}
+        self._removed = {}
         self._base = None
 
     # -- flash messages and CSRF tokens -------------------------------------------------
@@ -871,6 +875,7 @@ class KVSSession(MutableMapping[str, Any]):
         self._ensure_loaded()
         del self._data[key]
         self._pending.discard(key)
+        self._removed[key] = None
 
     def __iter__(self) -> Iterator[str]:
         self._decode_all()
@@ -900,6 +905,7 @@ class KVSSession(MutableMapping[str, Any]):
                 exc,
             )
             del self._data[key]
+            self._removed[key] = None
             raise KeyError(key) from None
         self._data[key] = value
         return value
@@ -965,7 +971,7 @@ class KVSSession(MutableMapping[str, Any]):
                     encoded_value = dumps(data[key])
                     if stored.get(key) != encoded_value:
                         changed[key] = encoded_value
-            removed = [key for key in stored if key not in data]
+            removed = [key for key in self._removed if key in stored and key not in data]
             if changed or removed:
                 factory.store.update_record(
                     self._storage_key(), changed, removed, ttl, base=self._base
