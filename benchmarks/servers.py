@@ -71,6 +71,13 @@ class Servers:
         self.redis = redis.Redis(host=self._redis_server.host, port=self._redis_server.port)
         self.memcached = MemcacheClient((self._memcached_server.host, self._memcached_server.port))
 
+    def pids(self) -> list[int]:
+        """The server processes (their CPUs are chosen by the harness)."""
+        return [
+            self._redis_server.executor.process.pid,
+            self._memcached_server.executor.process.pid,
+        ]
+
     def versions(self) -> str:
         redis_version = self.redis.info("server")["redis_version"]
         memcached_version = self.memcached.stats()[b"version"].decode()
