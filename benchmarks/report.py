@@ -138,15 +138,18 @@ def side_line(side: SideFigures) -> str:
     ).rstrip()
 
 
-def comparison_line(ours: SideFigures, anchor: SideFigures, target: Target | None) -> str:
-    """The paired figures of a scenario, and its target's verdict when it has one."""
+def comparison_line(
+    ours: SideFigures, anchor: SideFigures, target: Target | None, judged: bool = True
+) -> str:
+    """The paired figures of a scenario, and its target's verdict when it has one
+    (unless not *judged* here: a µs target is judged over fresh workers)."""
     metric = target.metric if target is not None and target.metric == "delta" else "ratio"
     cpu = paired(ours.cpu, anchor.cpu, metric)
-    judged = cpu.median
+    value = cpu.median
     if metric == "delta":
-        judged = best_delta(ours.cpu, anchor.cpu)
+        value = best_delta(ours.cpu, anchor.cpu)
         line = (
-            f"  ours - anchor: cpu {judged:+.1f} µs between the best rounds;"
+            f"  ours - anchor: cpu {value:+.1f} µs between the best rounds;"
             f" paired rounds {cpu.median:+.1f} µs median, {cpu.low:+.1f} µs min"
         )
     else:
@@ -157,6 +160,6 @@ def comparison_line(ours: SideFigures, anchor: SideFigures, target: Target | Non
         )
         if ours.server_cpu and anchor.server_cpu:
             line += f"; server cpu {ours.server_cpu / anchor.server_cpu:.2f}"
-    if target is not None:
-        line += f"  | target {target.describe()} (was {target.then}): {target.verdict(judged)}"
+    if target is not None and judged:
+        line += f"  | target {target.describe()} (was {target.then}): {target.verdict(value)}"
     return line
