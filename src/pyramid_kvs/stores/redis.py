@@ -770,14 +770,9 @@ class RedisStore(BaseRedisStore):
         return command.convert(self.breaker.call(translated, self._send, command))
 
     def _send(self, command: Command[Any]) -> Any:
-        scripts = self.scripts
-        (reply,) = self.connections.send([scripts.argv(command)])
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            scripts.forget()
-            (reply,) = self.connections.send([command.argv(by_sha=False)])
+        (reply,) = send_pipelined(self.connections.send, self.scripts, [command])
         if isinstance(reply, Exception):
             raise reply
-        scripts.ran(command)
         return reply
 
     def _send_batch(self, commands: Sequence[Command[Any]]) -> list[Any]:
