@@ -364,9 +364,17 @@ def build_client(normalised: RedisOptions) -> redis.Redis:
         client = redis.Redis.from_url(normalised.url, **normalised.kwargs)
     else:
         client = redis.Redis(**normalised.kwargs)
-    pool = client.connection_pool
-    pool.connection_class(**pool.connection_kwargs).disconnect()
+    check_connection_options(client.connection_pool)
     return client
+
+
+def check_connection_options(pool: redis.ConnectionPool) -> None:
+    """Build, and drop, one connection of *pool*: a bad option fails at start-up.
+
+    redis-py builds its connections lazily: an unknown or mistyped option would
+    otherwise surface as a ``TypeError`` in the first request.
+    """
+    pool.connection_class(**pool.connection_kwargs).disconnect()
 
 
 def _describe(client: redis.Redis) -> str:
@@ -601,6 +609,17 @@ class BaseRedisStore(ScriptingStore):
         redis-py's exceptions.  Raises ``StoreUnavailable`` when a server they need
         cannot be reached."""
 
+    @abstractmethod
+    def _scan_keys(self, match: str, cut: int) -> list[str]:
+        """The keys matching *match* on every server, each without its first *cut*
+        bytes (see ``scan_server``)."""
+
+    def scan(self, pattern: str = "*") -> Iterator[str]:
+        match = escape_glob(self.key_prefix) + pattern
+        cut = len(self.key_prefix.encode())
+        # SCAN may return a key twice when the keyspace is rehashed meanwhile.
+        return iter(dict.fromkeys(self._scan_keys(match, cut)))
+
     # -- the commands of the contract's operations -------------------------------------
 
     def _script_command(
@@ -780,12 +799,8 @@ class RedisStore(BaseRedisStore):
             translated, send_pipelined, self.connections.send, self.scripts, commands
         )
 
-    def scan(self, pattern: str = "*") -> Iterator[str]:
-        match = escape_glob(self.key_prefix) + pattern
-        cut = len(self.key_prefix.encode())
-        keys = self.breaker.call(translated, scan_server, self.client, match, cut)
-        # SCAN may return a key twice when the keyspace is rehashed meanwhile.
-        return iter(dict.fromkeys(keys))
+    def _scan_keys(self, match: str, cut: int) -> list[str]:
+        return self.breaker.call(translated, scan_server, self.client, match, cut)
 
     def ping(self) -> None:
         self.breaker.call(translated, self.client.ping)

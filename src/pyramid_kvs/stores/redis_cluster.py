@@ -38,9 +38,8 @@ read their own writes and a replica may not have them yet.
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -62,7 +61,7 @@ from .redis import (
     RedisBatch,
     ScriptCache,
     bound_timeouts,
-    escape_glob,
+    check_connection_options,
     parse_servers_url,
     pipeline_replies,
     scan_server,
@@ -211,8 +210,7 @@ def _check_connection_options(kwargs: Mapping[str, Any]) -> None:
     otherwise surface as a ``TypeError`` in a request.
     """
     client = redis.Redis(**kwargs)
-    pool = client.connection_pool
-    pool.connection_class(**pool.connection_kwargs).disconnect()
+    check_connection_options(client.connection_pool)
     client.close()
 
 
@@ -431,7 +429,7 @@ def _send_to_node(
 ) -> list[Any]:
     if asking:
         return _send_asking(client, commands)
-    return send_pipelined(functools.partial(pipeline_replies, client), node.scripts, commands)
+    return send_pipelined(partial(pipeline_replies, client), node.scripts, commands)
 
 
 def _send_asking(client: redis.Redis, commands: Sequence[Command[Any]]) -> list[Any]:
@@ -495,14 +493,12 @@ class RedisClusterStore(BaseRedisStore):
             found = [batch.get(key) for key in keys]
         return [pending.value for pending in found]
 
-    def scan(self, pattern: str = "*") -> Iterator[str]:
+    def _scan_keys(self, match: str, cut: int) -> list[str]:
         """The keys of every master: all of them answer, or ``StoreUnavailable``."""
-        match = escape_glob(self.key_prefix) + pattern
-        cut = len(self.key_prefix.encode())
         keys: list[str] = []
         for node in self.cluster.primaries():
             keys += self.cluster.on_node(node, lambda link, _: scan_server(link, match, cut))
-        return iter(dict.fromkeys(keys))
+        return keys
 
     def ping(self) -> None:
         for node in self.cluster.primaries():

@@ -30,6 +30,7 @@ from .breaker import CircuitBreaker
 from .redis import (
     RedisStore,
     bound_timeouts,
+    check_connection_options,
     normalise_options,
     parse_servers_url,
     translated,
@@ -134,8 +135,7 @@ class RedisSentinelStore(RedisStore):
         client: redis.Redis = sentinel.master_for(service, **kwargs)  # type: ignore[no-untyped-call]
         # connections are opened lazily: build (and drop) one, so that a bad option
         # fails at start-up rather than in a request
-        pool = client.connection_pool
-        pool.connection_class(**pool.connection_kwargs).disconnect()
+        check_connection_options(client.connection_pool)
         addresses = ",".join(f"{host}:{port}" for host, port in sentinels)
         breaker = CircuitBreaker(f"redis sentinel {addresses} service {service}", down_for)
         return cls(client, sentinel, breaker=breaker)
