@@ -12,7 +12,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.viewderivers import INGRESS
 
-from .attributes import BoundRequestAttribute, RequestAttribute
+from .attributes import RequestAttribute
 from .cache import Cache
 from .components import (
     COMPONENTS_KEY,
@@ -25,7 +25,6 @@ from .components import (
 )
 from .perlsess import PerlSession
 from .ratelimit.limiter import IRateLimiter
-from .ratelimit.tween import request_ratelimit as request_ratelimit_verdict
 from .session import KVSSession, SessionUnavailable
 from .settings import is_configured
 from .stores import Store, StoreError, StoreUnavailable, UnsupportedOperation, register
@@ -51,11 +50,12 @@ __all__ = [
 TOOLBAR_TWEEN = "pyramid_debugtoolbar.toolbar_tween_factory"
 
 
+#: the rate limiter's verdict, ``None`` until the limiter sets it on the request
 request_ratelimit = RequestAttribute(
     "ratelimit",
-    request_ratelimit_verdict,
     "``request.ratelimit``: the request's rate-limit verdict (``Outcome``) or ``None``.",
 )
+request_ratelimit.bind_shared(None)
 
 
 def session_factory(request: Request) -> KVSSession:
@@ -79,10 +79,10 @@ def includeme(config: Configurator) -> None:
     registry = config.registry
     settings = config.get_settings()
     # Attributes, not properties: see pyramid_kvs.attributes for why.
-    request_cache = BoundRequestAttribute(
+    request_cache = RequestAttribute(
         "cache", "``request.cache``: the application's cache, one shared object."
     )
-    request_perlsess = BoundRequestAttribute(
+    request_perlsess = RequestAttribute(
         "perlsess",
         "``request.perlsess``: the Perl session named by the request's cookie, read lazily.",
     )
@@ -96,7 +96,8 @@ def includeme(config: Configurator) -> None:
         registry[COMPONENTS_KEY] = components
         if components.ratelimiter is not None:
             registry.registerUtility(components.ratelimiter, IRateLimiter)
-        request_cache.bind_shared(components.cache)
+        if components.cache is not None:
+            request_cache.bind_shared(components.cache)
         if components.perlsess is not None:
             request_perlsess.bind(components.perlsess.for_request)
 

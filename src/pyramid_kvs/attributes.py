@@ -22,66 +22,44 @@ from typing import Any
 
 from pyramid.request import Request
 
+from .components import NOT_CONFIGURED
+
+#: what an attribute holds when it gives every request its own value
+_PER_REQUEST: Any = object()
+
+
+def _unbound(request: Request) -> Any:
+    raise RuntimeError(NOT_CONFIGURED)
+
 
 class RequestAttribute:
     """A value Pyramid sets on each request as ``request.<name>``, when it is made.
 
-    *value_for(request)* gives the value; it must be cheap (the same shared object,
-    or a small lazy one), since every request pays for it.
+    Bound once the application's settings are parsed: ``bind_shared`` gives every
+    request the same object (the cache, or ``None`` for the rate limiter's verdict
+    until the limiter sets it); ``bind`` a cheap function of the request (a lazy
+    per-request view), since every request pays for it.  Until bound, using it
+    raises the error ``get_components`` raises.
     """
 
-    def __init__(self, name: str, value_for: Callable[[Request], Any], doc: str) -> None:
+    def __init__(self, name: str, doc: str) -> None:
         self.__name__ = name
         self.__doc__ = doc
+        self._value_for: Callable[[Request], Any] = _unbound
+        self._shared: Any = _PER_REQUEST
+
+    def bind(self, value_for: Callable[[Request], Any]) -> None:
         self._value_for = value_for
+
+    def bind_shared(self, value: Any) -> None:
+        self._shared = value
 
     def __get__(self, request: Request | None, cls: type | None = None) -> Any:
         if request is None:
             return self
-        return self._value_for(request)
-
-    def __call__(self, request: Request) -> Any:
-        """What the attribute holds for *request* (Pyramid's introspection calls it)."""
+        if self._shared is not _PER_REQUEST:
+            return self._shared
         return self._value_for(request)
 
     def __repr__(self) -> str:
         return f"<request attribute {self.__name__}>"
-
-
-def _unbound(request: Request) -> Any:
-    raise RuntimeError(
-        "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
-        "and commit the configuration"
-    )
-
-
-class BoundRequestAttribute(RequestAttribute):
-    """A request attribute of one application, bound when its settings are parsed.
-
-    ``bind_shared`` gives every request the same object (the cache); ``bind`` a
-    function of the request (a lazy per-request view).  Until bound, using it raises
-    the error ``get_components`` raises.
-    """
-
-    def __init__(self, name: str, doc: str) -> None:
-        super().__init__(name, _unbound, doc)
-        self._shared: Any = None
-        self._is_shared = False
-
-    def bind(self, value_for: Callable[[Request], Any]) -> None:
-        self._value_for = value_for
-        self._is_shared = False
-
-    def bind_shared(self, value: Any) -> None:
-        self._shared = value
-        self._is_shared = True
-
-    def __get__(self, request: Request | None, cls: type | None = None) -> Any:
-        if request is None:
-            return self
-        if self._is_shared:
-            return self._shared
-        return self._value_for(request)
-
-    def __call__(self, request: Request) -> Any:
-        return self.__get__(request)

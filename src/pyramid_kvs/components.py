@@ -191,14 +191,17 @@ def build_components(
     return built
 
 
+NOT_CONFIGURED = (
+    "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
+    "and commit the configuration"
+)
+
+
 def get_components(registry: Registry) -> Components:
     """The pyramid_kvs components of the application owning *registry*."""
     components = registry.get(COMPONENTS_KEY)
     if not isinstance(components, Components):
-        raise RuntimeError(
-            "pyramid_kvs is not configured: call config.include('pyramid_kvs') "
-            "and commit the configuration"
-        )
+        raise RuntimeError(NOT_CONFIGURED)
     return components
 
 

@@ -394,17 +394,14 @@ class PerlSessionReader:
         self.settings = settings
         self.clock = clock
 
-    def session_id(self, request: Request) -> str | None:
-        """The session id in the request's cookie, or ``None`` if there is none usable.
+    def session_id_in(self, environ: MutableMapping[str, Any]) -> str | None:
+        """The session id in the cookie of a request (its WSGI *environ*), or ``None``
+        if there is none usable.
 
         No cookie is the normal case of a visitor who never logged in on the Perl
         side: it is logged at DEBUG only, or every such request would warn.  A cookie
         that is there but malformed is worth a warning.
         """
-        return self.session_id_in(request.environ)
-
-    def session_id_in(self, environ: MutableMapping[str, Any]) -> str | None:
-        """``session_id`` from a request's WSGI environ."""
         name = self.settings.cookie_name
         try:
             value = cookie_value(environ, name)

@@ -262,26 +262,23 @@ class SessionFactory:
         self.codec = codec
         self.clock = clock
         # Keyed once: a copy of a keyed HMAC costs half of keying one per call.
+        # (signatures are prefixed: the same key serves both, kept apart)
         hash_key = (settings.secret or "pyramid_kvs.session").encode("utf-8")
         self._hashing_mac = hmac.new(hash_key, digestmod="sha256")
-        self._signing_mac = (
-            None
-            if settings.secret is None
-            else hmac.new(settings.secret.encode("utf-8"), digestmod="sha256")
-        )
+        self._signing_mac = None if settings.secret is None else self._hashing_mac
+        #: the attributes of the session cookie, as WebOb's cookie functions take them
+        self.cookie_attributes: dict[str, Any] = {
+            "path": settings.cookie_path,
+            "domain": settings.cookie_domain,
+            "secure": settings.cookie_secure,
+            "httponly": settings.cookie_httponly,
+            "samesite": settings.cookie_samesite,
+        }
         #: the ``Set-Cookie`` header of a session cookie without Max-Age, around its
         #: value: WebOb's own, made once (ids and signatures are never quoted)
         self.set_cookie_parts: tuple[str, str] | None = None
         if settings.session_type == "cookie" and settings.cookie_max_age is None:
-            header = make_cookie(
-                settings.key_name,
-                _VALUE_MARK,
-                path=settings.cookie_path,
-                domain=settings.cookie_domain,
-                secure=settings.cookie_secure,
-                httponly=settings.cookie_httponly,
-                samesite=settings.cookie_samesite,
-            )
+            header = make_cookie(settings.key_name, _VALUE_MARK, **self.cookie_attributes)
             before, _, after = header.partition(_VALUE_MARK)
             self.set_cookie_parts = (before, after)
         #: header names as the request reads them: HTTP header names ignore case
@@ -766,7 +763,6 @@ class KVSSession(MutableMapping[str, Any]):
         self._data = {}
         self._stored = {}
         self._touched = set()
-        self._removed = {}
         self._pending = set()
         self._base = None
         self._id = None
@@ -823,7 +819,6 @@ class KVSSession(MutableMapping[str, Any]):
         self._id = session_id
         self._persisted = False
         self._stored = {}
-        self._removed = {}
         self._base = None
 
     # -- flash messages and CSRF tokens -------------------------------------------------
@@ -1025,11 +1020,7 @@ class KVSSession(MutableMapping[str, Any]):
             settings.key_name,
             value,
             max_age=None if value is None else settings.cookie_max_age,
-            path=settings.cookie_path,
-            domain=settings.cookie_domain,
-            secure=settings.cookie_secure,
-            httponly=settings.cookie_httponly,
-            samesite=settings.cookie_samesite,
+            **factory.cookie_attributes,
         )
 
 

@@ -8,13 +8,15 @@ add their names here, merged case-insensitively with what the view set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
 from pyramid.response import Response
 
 
-def add_vary(response: Response, names: Iterable[str]) -> None:
+def add_vary(response: Response, names: Collection[str]) -> None:
     """Add *names* to the response's ``Vary`` header, once each, ignoring case."""
+    if not names:
+        return
     headerlist = response.headerlist
     if not any(header.lower() == "vary" for header, _ in headerlist):
         # the common case, a response without Vary: one header appended, without

@@ -127,8 +127,10 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
     route_name = info.options.get("route_name")
     if route_name:
         view_policies(info.registry).record(route_name, option)
-    if option is None:
-        return view  # the application-wide limits: the tween checks them, or nothing does
+    if not option:
+        # None: the application-wide limits, which the tween checks (or nothing does);
+        # False: no limit for this view
+        return view
     own_scope = (
         route_scope(route_name)
         if route_name
@@ -137,9 +139,7 @@ def ratelimit_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
 
     def ratelimited_view(context: Any, request: Request) -> Any:
         applied = request.environ.get(APPLIED_KEY, _NOT_CHECKED)
-        if option is False or (applied is not _NOT_CHECKED and applied[0] == option):
-            return view(context, request)
-        if applied is _NOT_CHECKED and option is None:
+        if applied is not _NOT_CHECKED and applied[0] == option:
             return view(context, request)
         limiter: RateLimiter | None = request.registry.queryUtility(IRateLimiter)
         if limiter is None:

@@ -21,7 +21,6 @@ rendered by the application's exception views all the same (see ``refusal``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from pyramid.registry import Registry
 from pyramid.request import Request
@@ -81,11 +80,3 @@ def ratelimit_tween_factory(handler: Handler, registry: Registry) -> Handler:
         return response
 
     return ratelimit_tween
-
-
-def request_ratelimit(request: Request) -> Any:
-    """``request.ratelimit``: this request's verdict (an ``Outcome``), or ``None``.
-
-    ``None`` until the limiter checks the request, which then sets the attribute.
-    """
-    return request.environ.get(OUTCOME_KEY)
