@@ -144,6 +144,7 @@ class Worker:
             text=True,
             env=env,
         )
+        pin(self.process.pid, cpu_sets()[0])  # see cpu_sets
         self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -309,8 +310,7 @@ class Run:
                 shown = ", ".join(f"{delta:+.1f}" for delta in deltas)
                 self.out(
                     f"  in {len(deltas)} fresh workers, best rounds: {shown} µs;"
-                    f" median {judged:+.1f} µs  | target {target.describe()}"
-                    f" (was {target.then}): {target.verdict(judged)}"
+                    f" median {judged:+.1f} µs{target.judgement(judged)}"
                 )
                 self.verdicts.append((target, judged, best_delta(figures[0].cpu, figures[1].cpu)))
                 return
@@ -329,12 +329,10 @@ class Run:
         workers measures the scenario, and the median of their differences is
         judged.
         """
-        client_cpus, _ = cpu_sets()
         regular = self.workers["ours"]
         deltas = []
         for index in range(FRESH_WORKERS):
             fresh = Worker("ours", sys.executable, log_name=f"ours-fresh-{index}")
-            pin(fresh.process.pid, client_cpus)
             self.workers["ours"] = fresh
             try:
                 figures = self.measure(scenario)
@@ -380,15 +378,12 @@ class Run:
         self.out(
             f"  thaw: pyramid_kvs {microseconds(figures['thaw_ours'])} µs, PyPI storable"
             f" {microseconds(figures['thaw_pypi'])} µs: {thaw:.2f}x faster"
-            f"  | target {STORABLE_TARGETS['thaw'].describe()}"
-            f" (was {STORABLE_TARGETS['thaw'].then}): {STORABLE_TARGETS['thaw'].verdict(thaw)}"
+            + STORABLE_TARGETS["thaw"].judgement(thaw)
         )
         self.out(
             f"  nfreeze: pyramid_kvs {microseconds(figures['nfreeze_ours'])} µs, Perl"
             f" {microseconds(figures['nfreeze_perl'])} µs: {nfreeze:.1f}x slower"
-            f"  | target {STORABLE_TARGETS['nfreeze'].describe()}"
-            f" (was {STORABLE_TARGETS['nfreeze'].then}):"
-            f" {STORABLE_TARGETS['nfreeze'].verdict(nfreeze)}"
+            + STORABLE_TARGETS["nfreeze"].judgement(nfreeze)
         )
         self.verdicts.append((STORABLE_TARGETS["thaw"], thaw, thaw))
         self.verdicts.append((STORABLE_TARGETS["nfreeze"], nfreeze, nfreeze))
@@ -452,8 +447,6 @@ def running(options: Any, out: Output) -> Iterator[Run]:
             workers[env.name] = Worker(env.name, env.python)
             stack.callback(workers[env.name].close)
         client_cpus, server_cpus = cpu_sets()
-        for worker in workers.values():
-            pin(worker.process.pid, client_cpus)
         for pid in servers.pids():
             pin(pid, server_cpus)
         out(f"workers on CPU {sorted(client_cpus)}, servers on CPU {sorted(server_cpus)}")

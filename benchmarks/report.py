@@ -55,6 +55,10 @@ class Target:
     def verdict(self, value: float) -> str:
         return "met" if self.met(value) else "NOT MET"
 
+    def judgement(self, value: float) -> str:
+        """What a scenario's line ends with: the target, its old figure, the verdict."""
+        return f"  | target {self.describe()} (was {self.then}): {self.verdict(value)}"
+
 
 @dataclass
 class SideFigures:
@@ -161,5 +165,5 @@ def comparison_line(
         if ours.server_cpu and anchor.server_cpu:
             line += f"; server cpu {ours.server_cpu / anchor.server_cpu:.2f}"
     if target is not None and judged:
-        line += f"  | target {target.describe()} (was {target.then}): {target.verdict(value)}"
+        line += target.judgement(value)
     return line

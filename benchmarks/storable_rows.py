@@ -21,16 +21,6 @@ class StorableFigures:
     nfreeze_ours: float
     nfreeze_perl: float
 
-    @property
-    def thaw_speedup(self) -> float:
-        """How many times faster our thaw is than PyPI ``storable``'s."""
-        return self.thaw_pypi / self.thaw_ours
-
-    @property
-    def nfreeze_slowdown(self) -> float:
-        """How many times slower our nfreeze is than Perl's."""
-        return self.nfreeze_ours / self.nfreeze_perl
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

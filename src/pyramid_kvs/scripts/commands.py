@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import plaster
 from pyramid.registry import Registry
@@ -35,6 +35,9 @@ from ..ratelimit.limiter import DEFAULT_SCOPE, RateLimiter
 from ..session import SessionFactory, SessionRef
 from ..stores import Store, StoreError, StoreUnavailable
 from ..stores.base import LockingStore
+
+#: a component a command needs
+C = TypeVar("C")
 
 
 class ExitCode(IntEnum):
@@ -176,14 +179,18 @@ def _read_argument(value: str) -> str:
     return sys.stdin.readline().strip() if value == "-" else value
 
 
-def _component(application: Application, name: str) -> Store:
-    store = application.components.store_of(name)
-    if store is None:
+def _configured(component: C | None, name: str) -> C:
+    """*component* (or its store), which the command needs: an error if it is absent."""
+    if component is None:
         raise CommandError(
             f"the {name} component is not configured (no kvs.{name} settings)",
             ExitCode.NOT_CONFIGURED,
         )
-    return store
+    return component
+
+
+def _component(application: Application, name: str) -> Store:
+    return _configured(application.components.store_of(name), name)
 
 
 # -- ping -----------------------------------------------------------------------------------
@@ -230,12 +237,7 @@ def ping(args: argparse.Namespace, application: Application) -> ExitCode:
 
 def session(args: argparse.Namespace, application: Application) -> ExitCode:
     """A session, as the session factory loads it, as JSON."""
-    factory = application.components.session_factory
-    if factory is None:
-        raise CommandError(
-            "the session component is not configured (no kvs.session settings)",
-            ExitCode.NOT_CONFIGURED,
-        )
+    factory = _configured(application.components.session_factory, "session")
     ref = session_ref(factory, _read_argument(args.value))
     shown = redact(ref.id)
     record, old = factory.load(ref)
@@ -307,12 +309,7 @@ def _timestamp(seconds: float) -> str:
 
 def perlsess(args: argparse.Namespace, application: Application) -> ExitCode:
     """A Perl session, decoded as ``request.perlsess`` decodes it, as JSON."""
-    reader = application.components.perlsess
-    if reader is None:
-        raise CommandError(
-            "the perlsess component is not configured (no kvs.perlsess settings)",
-            ExitCode.NOT_CONFIGURED,
-        )
+    reader = _configured(application.components.perlsess, "perlsess")
     session_id = _read_argument(args.session_id)
     if not SESSION_ID.fullmatch(session_id):
         raise CommandError(
@@ -349,12 +346,7 @@ HOLDER_KINDS = ("ip", "session", "userid", "header")
 
 def ratelimit(args: argparse.Namespace, application: Application) -> ExitCode:
     """Where a holder stands against the limits, read without counting a request."""
-    limiter = application.components.ratelimiter
-    if limiter is None:
-        raise CommandError(
-            "the ratelimit component is not configured (no kvs.ratelimit settings)",
-            ExitCode.NOT_CONFIGURED,
-        )
+    limiter = _configured(application.components.ratelimiter, "ratelimit")
     holder = holder_key(limiter, application.registry, args.holder)
     limits, scope = limiter.limits, DEFAULT_SCOPE
     if args.route is not None:
@@ -441,12 +433,7 @@ def _holder_request(
 
 def cache(args: argparse.Namespace, application: Application) -> ExitCode:
     """``get``, ``delete`` or ``list`` the cache's keys, as ``request.cache`` names them."""
-    cached = application.components.cache
-    if cached is None:
-        raise CommandError(
-            "the cache component is not configured (no kvs.cache settings)",
-            ExitCode.NOT_CONFIGURED,
-        )
+    cached = _configured(application.components.cache, "cache")
     store = cached.store
     if args.action == "list":
         for key in sorted(store.scan(args.pattern)):

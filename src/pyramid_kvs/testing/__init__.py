@@ -24,7 +24,7 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.registry import Registry
 
-from ..components import FORCE_MOCK_KEY, get_components
+from ..components import COMPONENT_NAMES, FORCE_MOCK_KEY, get_components
 from ..stores import register
 from .mock import MockStore
 from .sessions import MockSessions
@@ -32,22 +32,19 @@ from .sessions import MockSessions
 __all__ = ["MockCache", "MockSessions", "MockStore", "includeme", "mock_store", "sessions"]
 
 
-#: the attribute of ``Components`` that holds each component
-_OWNERS = {"cache": "cache", "session": "session_factory", "ratelimit": "ratelimiter",
-           "perlsess": "perlsess"}  # fmt: skip
-
 # The mock store is a backend like any other, registered through the public API.
 register("mock", MockStore.from_options)
 
 
 def mock_store(registry: Registry, component: str = "cache") -> MockStore:
     """The mock store behind *component* ("cache", "session"...) of an application."""
-    if component not in _OWNERS:
-        raise LookupError(f"no component {component!r}; expected one of {', '.join(_OWNERS)}")
-    owner = getattr(get_components(registry), _OWNERS[component])
-    if owner is None:
+    if component not in COMPONENT_NAMES:
+        raise LookupError(
+            f"no component {component!r}; expected one of {', '.join(COMPONENT_NAMES)}"
+        )
+    store = get_components(registry).store_of(component)
+    if store is None:
         raise LookupError(f"the {component} component is not configured")
-    store = owner.store
     if not isinstance(store, MockStore):
         raise TypeError(f"the {component} store is {store.name}, not a mock store")
     return store

@@ -220,6 +220,4 @@ class MockStore(MemoryStore):
             return any(area.pop(full_key, None) is not None for area in self._areas.values())
 
     def raw_clear(self) -> None:
-        with self._lock:
-            for area in self._areas.values():
-                area.clear()
+        self.clear()
