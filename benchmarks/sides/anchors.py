@@ -30,17 +30,16 @@ from pyramid.httpexceptions import HTTPTooManyRequests
 from pyramid.tweens import EXCVIEW
 from pyramid_session_redis import RedisSessionFactory
 
+from benchmarks.sides.common import (
+    LIMITS,
+    RATE_LIMIT_HEADERS,
+    SECRET,
+    SESSION_TTL,
+    Params,
+    store_url,
+)
 from benchmarks.subjects import Subject, get, has_headers, session_cookie, stampede
 from benchmarks.views import add_views
-
-Params = dict[str, Any]
-SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-SESSION_TTL = 1800
-LIMITS = "1000000/minute"
-RATE_LIMIT_HEADERS = has_headers(
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
-    "RateLimit",
-)  # fmt: skip
 
 
 def json_bytes(data: Any) -> bytes:
@@ -102,15 +101,6 @@ def session_new(params: Params) -> Subject:
 # -- limits: a tween that counts every request and describes the window -------------
 
 
-def limits_storage_uri(params: Params) -> str:
-    store = params.get("store", "redis")
-    if store == "redis":
-        return f"redis://{params['redis']}/0"
-    if store == "memcached":
-        return f"memcached://{params['memcached']}"
-    return "memory://"
-
-
 def session_holder(request: Any) -> str:
     """The session id when the request names a valid session, else the address."""
     if "session_id" in request.cookies:
@@ -141,7 +131,7 @@ def rate_limit_headers(limit: Any, stats: Any) -> list[tuple[str, str]]:
 def with_limits(params: Params, holder: Callable[[Any], str]) -> Callable[[Configurator], None]:
     def setup(config: Configurator) -> None:
         config.registry.bench_limits = SimpleNamespace(
-            limiter=FixedWindowRateLimiter(storage_from_string(limits_storage_uri(params))),
+            limiter=FixedWindowRateLimiter(storage_from_string(store_url(params))),
             limit=parse(LIMITS),
             holder=holder,
         )

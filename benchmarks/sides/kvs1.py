@@ -12,17 +12,20 @@ python3-memcached bytes keys, which that client refuses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from pyramid.config import Configurator
 
-from benchmarks.subjects import Subject, get, has_headers
+from benchmarks.sides.common import (
+    HEADER_TOKEN,
+    LEGACY_RATE_LIMIT_HEADERS,
+    Params,
+    header_ratelimit_settings,
+    perl_settings,
+)
+from benchmarks.subjects import Subject, get
 from benchmarks.views import add_views
-
-Params = dict[str, Any]
-SESSION_TTL = 1800
 
 
 def make_app(settings: dict[str, Any]) -> Any:
@@ -33,40 +36,14 @@ def make_app(settings: dict[str, Any]) -> Any:
 
 
 def header_ratelimit(params: Params) -> Subject:
-    host, port = params["redis"].split(":")
-    settings = {
-        "kvs.session": json.dumps(
-            {
-                "kvs": "redis",
-                "kvs_kwargs": {"host": host, "port": int(port)},
-                "session_type": "header",
-                "key_name": "X-Auth-Token",
-                "ttl": SESSION_TTL,
-            }
-        ),
-        "kvs.ratelimit": json.dumps({"window": 60, "limit": 10_000_000}),
-    }
-    app = make_app(settings)
-    token = {"X-Auth-Token": "bench-token-0123456789abcdef"}
-    get(app, "/seed", token)
-    check = has_headers("X-RateLimit-Limit", "X-RateLimit-Remaining")
-    return Subject(app, "/read", token, body=b"42", check=check)
+    app = make_app(header_ratelimit_settings(params))
+    get(app, "/seed", HEADER_TOKEN)
+    return Subject(app, "/read", HEADER_TOKEN, body=b"42", check=LEGACY_RATE_LIMIT_HEADERS)
 
 
 def perlsess(params: Params) -> Subject:
-    host, port = params["redis"].split(":")
-    settings = {
-        "kvs.perlsess": json.dumps(
-            {
-                "kvs": "redis",
-                "kvs_kwargs": {"host": host, "port": int(port)},
-                "key_prefix": "perlsess::",
-                "cookie_name": "session_id",
-                "codec": "storable",
-            }
-        )
-    }
-    app = make_app(settings)
+    """Perl sessions on Redis only: see the module's docstring for memcached."""
+    app = make_app(perl_settings({**params, "store": "redis"}))
     cookie = {"Cookie": f"session_id={params['perl_session_id']}"}
     return Subject(app, "/perl", cookie, body=b"jdupont")
 

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from pyramid.config import Configurator
 
+from benchmarks.sides.common import (
+    HEADER_TOKEN,
+    LEGACY_RATE_LIMIT_HEADERS,
+    LIMITS,
+    RATE_LIMIT_HEADERS,
+    SECRET,
+    SESSION_TTL,
+    Params,
+    header_ratelimit_settings,
+    perl_settings,
+    store_url,
+)
 from benchmarks.subjects import Subject, get, has_headers, session_cookie, stampede
 from benchmarks.views import add_views
 from pyramid_kvs import get_components
-
-Params = dict[str, Any]
-#: signs cookies (and keys the stored records' names), as in production
-SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-SESSION_TTL = 1800
-#: limits far above what a run sends: every request is allowed and counted
-LIMITS = "1000000/minute"
-RATE_LIMIT_HEADERS = has_headers(
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
-    "RateLimit",
-)  # fmt: skip
-
-
-def store_url(params: Params) -> str:
-    store = params.get("store", "redis")
-    if store == "redis":
-        return f"redis://{params['redis']}/0"
-    if store == "memcached":
-        return f"memcached://{params['memcached']}"
-    return "memory://"
 
 
 def make_app(settings: dict[str, Any], include: bool = True) -> tuple[Any, Callable[[], None]]:
@@ -85,24 +76,10 @@ def session_ratelimit(params: Params) -> Subject:
 
 def header_ratelimit(params: Params) -> Subject:
     """The original add-on's settings, unchanged: a header session and its limit."""
-    host, port = params["redis"].split(":")
-    settings = {
-        "kvs.session": json.dumps(
-            {
-                "kvs": "redis",
-                "kvs_kwargs": {"host": host, "port": int(port)},
-                "session_type": "header",
-                "key_name": "X-Auth-Token",
-                "ttl": SESSION_TTL,
-            }
-        ),
-        "kvs.ratelimit": json.dumps({"window": 60, "limit": 10_000_000}),
-    }
-    app, close = make_app(settings)
-    token = {"X-Auth-Token": "bench-token-0123456789abcdef"}
-    get(app, "/seed", token)
-    check = has_headers("X-RateLimit-Limit", "X-RateLimit-Remaining")
-    return Subject(app, "/read", token, body=b"42", check=check, close=close)
+    app, close = make_app(header_ratelimit_settings(params))
+    get(app, "/seed", HEADER_TOKEN)
+    check = LEGACY_RATE_LIMIT_HEADERS
+    return Subject(app, "/read", HEADER_TOKEN, body=b"42", check=check, close=close)
 
 
 def cache_hit(params: Params) -> Subject:
@@ -124,23 +101,6 @@ def ratelimit_only(params: Params) -> Subject:
     }
     app, close = make_app(settings)
     return Subject(app, "/idle", body=b"idle", check=RATE_LIMIT_HEADERS, close=close)
-
-
-def perl_settings(params: Params) -> dict[str, Any]:
-    """The original add-on's form, as a Perl migration's ``.ini`` has it."""
-    if params.get("store") == "memcached":
-        store: dict[str, Any] = {
-            "kvs": "memcache",
-            "kvs_kwargs": {"servers": [params["memcached"]]},
-        }
-    else:
-        host, port = params["redis"].split(":")
-        store = {"kvs": "redis", "kvs_kwargs": {"host": host, "port": int(port)}}
-    return {
-        "kvs.perlsess": json.dumps(
-            {**store, "key_prefix": "perlsess::", "cookie_name": "session_id", "codec": "storable"}
-        )
-    }
 
 
 def perlsess(params: Params) -> Subject:
