@@ -433,11 +433,7 @@ class SessionFactory:
         created = self.decode_created(fields)
         if created is None:
             return None
-        data = {
-            name: self.codec.loads(value)
-            for name, value in fields.items()
-            if not _RESERVED.match(name)
-        }
+        data = {name: self.codec.loads(value) for name, value in user_fields(fields).items()}
         return created, data
 
     def write_ttl(self, created: float, now: float) -> int | None:
@@ -673,11 +669,7 @@ class KVSSession(MutableMapping[str, Any]):
         self._created = created
         # Values are decoded when first used: a request reads a few keys of a session
         # that may hold many, and only what it used can have changed.
-        stored = {
-            name: value
-            for name, value in fields.items()
-            if name[:2] != "__" or not _RESERVED.match(name)
-        }
+        stored = user_fields(fields)
         self._stored = stored
         self._data = dict(stored)
         self._pending = set(stored)
@@ -1022,6 +1014,15 @@ class KVSSession(MutableMapping[str, Any]):
             max_age=None if value is None else settings.cookie_max_age,
             **factory.cookie_attributes,
         )
+
+
+def user_fields(fields: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The fields of a record that hold the application's keys (not ``__name__``)."""
+    return {
+        name: value
+        for name, value in fields.items()
+        if name[:2] != "__" or not _RESERVED.match(name)
+    }
 
 
 def _check_key(key: Any) -> None:

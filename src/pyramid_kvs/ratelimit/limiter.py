@@ -107,10 +107,7 @@ class RateLimiter:
         *scope* separates the counters of views with their own limits from the
         application-wide ones, and names the IETF policies.
         """
-        limits = self.limits if limits is None else limits
-        if not limits:
-            raise ValueError("no limit to check")
-        names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
+        limits, names = self._policies(limits, scope)
         return Check(names, self.engine.queue(batch, self.base_key(holder, scope), limits))
 
     def peek(
@@ -121,11 +118,18 @@ class RateLimiter:
         For operators (``pkvs ratelimit``): nothing is written, so looking does not
         use up the quota it shows.  Raises ``StoreError`` on failure.
         """
+        limits, names = self._policies(limits, scope)
+        return Outcome(self.engine.peek(self.base_key(holder, scope), limits), names)
+
+    def _policies(
+        self, limits: tuple[Limit, ...] | None, scope: str
+    ) -> tuple[tuple[Limit, ...], tuple[str, ...]]:
+        """The limits to check (default: the application-wide ones) and their IETF
+        policy names in *scope*."""
         limits = self.limits if limits is None else limits
         if not limits:
             raise ValueError("no limit to check")
-        names = policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
-        return Outcome(self.engine.peek(self.base_key(holder, scope), limits), names)
+        return limits, policy_names("default" if scope == DEFAULT_SCOPE else "view", limits)
 
     def check(
         self, request: Request, limits: tuple[Limit, ...] | None = None, scope: str = DEFAULT_SCOPE
